@@ -1,0 +1,153 @@
+"""Encoder r(z|w) and decoder p(w|z) networks of the kernel VAEs, one pair per kernel size.
+
+The 7x7 and 5x5 networks are those of the paper's appendix H.1 (Table 2 gives their parameter
+counts: 56,004 / 56,674 for 7x7 and 260,040 / 304,194 for 5x5). Every network ends in two 1x1
+convolutions, one for the mean and one for the (unconstrained) variance of a diagonal Gaussian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class GaussianHeads(nn.Module):
+    """Two 1x1 convolutions giving the mean and the raw (pre-softplus) variance."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.fc_mu = nn.Conv2d(in_channels, out_channels, 1)
+        self.fc_var = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc_mu(h), self.fc_var(h)
+
+
+class KernelEncoder(nn.Module):
+    """r(z|w): (n, 1, k, k) kernels -> mean and raw variance of z, each (n, z_dim)."""
+
+    def __init__(self, features: nn.Sequential, width: int, z_dim: int) -> None:
+        super().__init__()
+        self.features = features
+        self.heads = GaussianHeads(width, z_dim)
+
+    def forward(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, raw_var = self.heads(self.features(w))
+        return mu.flatten(1), raw_var.flatten(1)
+
+
+class KernelDecoder(nn.Module):
+    """p(w|z): (n, z_dim) latents -> mean and raw variance of w, each (n, k, k)."""
+
+    def __init__(self, features: nn.Sequential, width: int) -> None:
+        super().__init__()
+        self.features = features
+        self.heads = GaussianHeads(width, 1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, raw_var = self.heads(self.features(z[:, :, None, None]))
+        return mu[:, 0], raw_var[:, 0]
+
+
+def _encoder_7x7(z_dim: int) -> KernelEncoder:
+    features = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ELU(),  # 7 -> 5
+        nn.Conv2d(32, 64, 3), nn.ELU(),  # 5 -> 3
+        nn.Conv2d(64, 64, 3), nn.ELU(),  # 3 -> 1
+    )
+    return KernelEncoder(features, 64, z_dim)
+
+
+def _decoder_7x7(z_dim: int) -> KernelDecoder:
+    features = nn.Sequential(
+        nn.ConvTranspose2d(z_dim, 64, 3), nn.ELU(),  # 1 -> 3
+        nn.ConvTranspose2d(64, 64, 3), nn.ELU(),  # 3 -> 5
+        nn.ConvTranspose2d(64, 32, 3), nn.ELU(),  # 5 -> 7
+    )
+    return KernelDecoder(features, 32)
+
+
+def _encoder_5x5(z_dim: int) -> KernelEncoder:
+    features = nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=1), nn.ELU(),  # 5 -> 5
+        nn.Conv2d(64, 64, 3, padding=1), nn.ELU(),  # 5 -> 5
+        nn.Conv2d(64, 128, 3), nn.ELU(),  # 5 -> 3
+        nn.Conv2d(128, 128, 3), nn.ELU(),  # 3 -> 1
+    )
+    return KernelEncoder(features, 128, z_dim)
+
+
+def _decoder_5x5(z_dim: int) -> KernelDecoder:
+    features = nn.Sequential(
+        nn.Conv2d(z_dim, 128, 1), nn.ELU(),  # 1 -> 1
+        nn.ConvTranspose2d(128, 128, 3), nn.ELU(),  # 1 -> 3
+        nn.ConvTranspose2d(128, 128, 3), nn.ELU(),  # 3 -> 5
+        nn.Conv2d(128, 64, 1), nn.ELU(),  # 5 -> 5
+    )
+    return KernelDecoder(features, 64)
+
+
+def _encoder_3x3(z_dim: int) -> KernelEncoder:
+    features = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ELU(),  # 3 -> 3
+        nn.Conv2d(32, 64, 3, padding=1), nn.ELU(),  # 3 -> 3
+        nn.Conv2d(64, 64, 3), nn.ELU(),  # 3 -> 1
+    )
+    return KernelEncoder(features, 64, z_dim)
+
+
+def _decoder_3x3(z_dim: int) -> KernelDecoder:
+    features = nn.Sequential(
+        nn.Conv2d(z_dim, 64, 1), nn.ELU(),  # 1 -> 1
+        nn.ConvTranspose2d(64, 64, 3), nn.ELU(),  # 1 -> 3
+        nn.Conv2d(64, 32, 1), nn.ELU(),  # 3 -> 3
+    )
+    return KernelDecoder(features, 32)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named encoder/decoder pair for one kernel size, with its paper-default latent size."""
+
+    name: str
+    kernel_size: int
+    default_z_dim: int
+    encoder: Callable[[int], KernelEncoder]
+    decoder: Callable[[int], KernelDecoder]
+    note: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture(
+            "dwp-vae-7x7", 7, 2, _encoder_7x7, _decoder_7x7,
+            "Appendix H.1, 7x7: three valid 3x3 convs 32-64-64 / three transposed convs 64-64-32, ELU.",
+        ),
+        Architecture(
+            "dwp-vae-5x5", 5, 4, _encoder_5x5, _decoder_5x5,
+            "Appendix H.1, 5x5: convs 64-64(padded)-128-128 / 1x1 128, transposed 128-128, 1x1 64, ELU.",
+        ),
+        Architecture(
+            "dwp-vae-3x3", 3, 2, _encoder_3x3, _decoder_3x3,
+            # A 3x3 kernel has 9 numbers; the 5x5 design scaled down by one 3x3 stage: two padded convs
+            # give every unit the whole kernel before the last valid conv collapses it to 1x1, and the
+            # decoder mirrors it with a single 1 -> 3 transposed conv. Widths are halved (32/64) since
+            # the input has 9 rather than 25 dimensions; z_dim=2 as for 7x7 keeps the latent plottable
+            # (paper Fig. 6) and is ample for the few modes (edges, blobs, centre-surround) of 3x3 kernels.
+            "Ours, 3x3: convs 32-64(padded)-64 / 1x1 64, transposed 64, 1x1 32, ELU (see source comment).",
+        ),
+    )
+}
+
+
+def architecture_for(kernel_size: int) -> Architecture:
+    """The default architecture for a kernel size (7, 5 or 3)."""
+    for arch in ARCHITECTURES.values():
+        if arch.kernel_size == kernel_size:
+            return arch
+    sizes = sorted(a.kernel_size for a in ARCHITECTURES.values())
+    raise ValueError(f"no DWP architecture for {kernel_size}x{kernel_size} kernels; known sizes: {sizes}")
