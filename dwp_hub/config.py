@@ -18,6 +18,9 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+# Optional: samples of the source kernels the prior was fitted to, tensors "train" and "heldout" of shape
+# (n, k, k), at most 4,096 each. Used for latent plots (paper Fig. 6) and the multivariate-Gaussian baseline.
+KERNELS_NAME = "kernels.safetensors"
 
 # Smallest variance either Gaussian of the VAE can report: std >= 1e-3. Kernels of trained nets have
 # per-weight scales of 1e-2..1e-1, so this never binds for a sane fit but keeps log-densities finite.

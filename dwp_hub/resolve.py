@@ -22,12 +22,12 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from .config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
 from .errors import PriorNotFoundError
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 DEFAULT_ORG = "dwp"
-PRIOR_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+PRIOR_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME]
 # A bundled name must not wait on an unreachable Hub: its metadata request gets this long at most,
 # and after one connection failure the process stops asking (per endpoint).
 BUNDLED_HUB_TIMEOUT_S = 1.0
