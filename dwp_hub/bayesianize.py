@@ -1,0 +1,235 @@
+"""bayesianize: turn the convolutions of any torch/timm model into BayesConv2d layers with priors.
+
+Walks the model, finds every ``nn.Conv2d`` by isinstance (so subclasses are caught), and replaces those
+it can convert faithfully by a ``BayesConv2d`` whose mean is the conv's own weight Parameter. Layers it
+cannot convert faithfully are left untouched and named in the report with the reason; nothing is
+changed silently.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Mapping, Union
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .bayes_conv import BayesConv2d
+from .dwp_bound import DWPBound
+from .prior import DWPrior
+from .weight_priors import LogUniformPrior, NormalPrior, WeightPrior
+
+PriorSpec = Union[str, DWPrior, WeightPrior]
+KernelKey = Union[int, tuple[int, int]]
+CLOSED_FORM_NAMES = {"normal": NormalPrior, "log-uniform": LogUniformPrior}
+
+# timm convs that only add TF-style dynamic 'SAME' padding to nn.Conv2d (their weight is used as is).
+SAME_PAD_CLASSES = ("Conv2dSame", "Conv2dSameExport")
+# timm convs that apply a standardised function of their weight: a posterior/prior on the stored weight
+# would not describe the kernels actually applied, and local reparameterisation does not apply.
+WEIGHT_STANDARDISED_CLASSES = ("StdConv2d", "StdConv2dSame", "ScaledStdConv2d", "ScaledStdConv2dSame")
+
+
+@dataclass
+class LayerReport:
+    """What bayesianize did with one convolution."""
+
+    name: str
+    kernel_size: tuple[int, int]
+    kernels: int  # out_channels * in_channels / groups
+    prior: str | None  # the prior it got (or would have got), None if none applies
+    converted: bool
+    reason: str = ""  # why it was not converted
+
+
+@dataclass
+class BayesianizeReport:
+    """Per-layer outcome of bayesianize, in module order; ``str(report)`` is a readable table."""
+
+    layers: list[LayerReport] = field(default_factory=list)
+
+    @property
+    def converted(self) -> list[LayerReport]:
+        return [r for r in self.layers if r.converted]
+
+    @property
+    def skipped(self) -> list[LayerReport]:
+        return [r for r in self.layers if not r.converted]
+
+    def __str__(self) -> str:
+        rows = [f"{'layer':40} {'kernel':>7} {'kernels':>9}  {'prior':28} status"]
+        for r in self.layers:
+            k = f"{r.kernel_size[0]}x{r.kernel_size[1]}"
+            status = "converted" if r.converted else f"kept: {r.reason}"
+            rows.append(f"{r.name:40} {k:>7} {r.kernels:>9,}  {(r.prior or '-'):28} {status}")
+        n = sum(r.kernels for r in self.converted)
+        rows.append(f"{len(self.converted)} of {len(self.layers)} convolutions converted ({n:,} kernels)")
+        return "\n".join(rows)
+
+
+def _is_timm_same_pad(cls: type) -> bool:
+    return cls.__name__ in SAME_PAD_CLASSES and cls.__module__.startswith("timm.")
+
+
+def _unfaithful_reason(conv: nn.Conv2d) -> str | None:
+    """Why replacing `conv` by a BayesConv2d would change what it computes, or None if it would not."""
+    cls = type(conv)
+    if cls.__name__ in WEIGHT_STANDARDISED_CLASSES:
+        return (f"{cls.__name__} standardises its weight before the convolution, so a Gaussian posterior and a "
+                f"kernel prior on the stored weight would not describe the kernels it applies")
+    if parametrize.is_parametrized(conv):
+        return "its weight is parametrised (torch.nn.utils.parametrize); the kernels applied are computed"
+    if conv._forward_pre_hooks or conv._forward_hooks or conv._backward_hooks or conv._backward_pre_hooks:
+        return "it has hooks (e.g. old-style weight_norm, feature taps) that replacing the module would drop"
+    if not isinstance(conv.weight, nn.Parameter):
+        return "its weight is not an nn.Parameter"
+    if _is_timm_same_pad(cls):
+        return None
+    if cls.forward is not nn.Conv2d.forward or cls._conv_forward is not nn.Conv2d._conv_forward:
+        return f"{cls.__module__}.{cls.__name__} overrides forward; its effect on the weight is unknown"
+    return None
+
+
+def _conv_like_reason(module: nn.Module) -> str | None:
+    """For modules that are not nn.Conv2d but hold a 4-D weight (ConvTranspose2d, timm CondConv2d, ...)."""
+    w = module._parameters.get("weight")
+    if isinstance(w, torch.Tensor) and w.dim() == 4:
+        return f"{type(module).__name__} is not an nn.Conv2d; only nn.Conv2d and its subclasses are converted"
+    return None
+
+
+def _walk(module: nn.Module, prefix: str = ""):
+    """(name, parent, attribute, child) for every submodule, not descending into Bayesian layers or priors."""
+    for attr, child in module._modules.items():
+        if child is None:
+            continue
+        name = f"{prefix}.{attr}" if prefix else attr
+        yield name, module, attr, child
+        if not isinstance(child, (BayesConv2d, WeightPrior, DWPrior)):
+            yield from _walk(child, name)
+
+
+class _PriorFactory:
+    """Turns prior specs into the prior module each layer gets, resolving and freezing each prior once."""
+
+    def __init__(self, subsample: int | None, train_reverse: bool) -> None:
+        self.subsample = subsample
+        self.train_reverse = train_reverse
+        self._resolved: dict[int, WeightPrior | DWPrior] = {}  # id(spec) -> object
+        self._placed: dict[tuple[int, torch.device, torch.dtype], WeightPrior | DWPrior] = {}
+        self._labels: dict[int, str] = {}
+
+    def resolve(self, spec: PriorSpec) -> tuple[WeightPrior | DWPrior, str]:
+        key = id(spec)
+        if key not in self._resolved:
+            if isinstance(spec, str):
+                if spec in CLOSED_FORM_NAMES:
+                    obj, label = CLOSED_FORM_NAMES[spec](), spec
+                else:
+                    obj, label = DWPrior.from_pretrained(spec), spec
+            elif isinstance(spec, DWPrior):
+                obj = spec
+                label = spec.source.name if spec.source else f"DWPrior {spec.kernel_size}x{spec.kernel_size} ({spec.config.domain})"
+            elif isinstance(spec, WeightPrior):
+                obj, label = spec, spec.name
+            else:
+                raise TypeError(f"a prior must be 'normal', 'log-uniform', a DWP prior name or folder, a DWPrior "
+                                f"or a WeightPrior, got {type(spec).__name__}")
+            self._resolved[key], self._labels[key] = obj, label
+        return self._resolved[key], self._labels[key]
+
+    def for_layer(self, obj: WeightPrior | DWPrior, weight: torch.Tensor) -> WeightPrior:
+        """The prior module of one layer: shared closed-form prior, or a DWPBound with its own reverse model."""
+        key = (id(obj), weight.device, weight.dtype)
+        if key not in self._placed:
+            if isinstance(obj, DWPrior):  # one frozen copy per prior, shared by all its layers
+                placed = copy.deepcopy(obj).requires_grad_(False).eval()
+                placed.source = obj.source
+            else:
+                placed = obj
+            self._placed[key] = placed.to(device=weight.device, dtype=weight.dtype)
+        placed = self._placed[key]
+        if isinstance(placed, DWPrior):
+            return DWPBound(placed, subsample=self.subsample, train_reverse=self.train_reverse)
+        return placed
+
+
+def _kernel_shape(obj: WeightPrior | DWPrior) -> tuple[int, int] | None:
+    if isinstance(obj, DWPrior):
+        return (obj.kernel_size, obj.kernel_size)
+    return obj.kernel_size
+
+
+def bayesianize(model: nn.Module, priors: Mapping[KernelKey, PriorSpec] | PriorSpec | None = None,
+                fallback: PriorSpec | None = None, *, init_log_sigma2: float = -10.0,
+                subsample: int | None = None, train_reverse: bool = True) -> BayesianizeReport:
+    """Replace, in place, the convolutions of `model` by BayesConv2d layers with priors; return a report.
+
+    priors: ``{kernel_size: prior}`` (keys ``k`` for k×k or ``(kh, kw)``), or one prior for every conv. A
+        prior is ``"normal"``, ``"log-uniform"``, a DWP prior name or folder (``"dwp/notmnist-7x7"``), a
+        ``DWPrior``, or a ``WeightPrior`` such as ``MultivariateGaussianPrior.from_pretrained(name)``.
+    fallback: the prior of convs whose kernel size has no entry in `priors` (a shape-agnostic one such as
+        "normal" or "log-uniform"); None leaves them deterministic.
+    init_log_sigma2: initial log σ² of every converted weight (see BayesConv2d on why it matters).
+    subsample: kernels per layer on which the DWP bound is estimated each step (None: all); unbiased.
+    train_reverse: train each DWP layer's reverse model r(z|w; ψ_l) (True, paper) or keep the prior's encoder.
+
+    Each DWP prior is copied and frozen once; its copy (decoder φ) is shared by all layers using it, and
+    each such layer gets its own reverse model. Layers that cannot be converted faithfully (weight-
+    standardised convs, parametrised or hooked convs, unknown forward overrides, a kernel shape the prior
+    does not model) are kept as they are and listed in ``report.skipped`` with the reason.
+    Note: a model holding several DWP layers has the shared decoder under each layer's key in
+    ``state_dict()``; save it with ``safetensors.torch.save_model``, which stores shared tensors once.
+    """
+    if isinstance(model, nn.Conv2d):
+        raise ValueError("bayesianize replaces convolutions inside a model; wrap a lone conv in nn.Sequential")
+    table: Mapping[KernelKey, PriorSpec] = priors if isinstance(priors, Mapping) else {}
+    everywhere = None if isinstance(priors, Mapping) else priors
+    factory = _PriorFactory(subsample, train_reverse)
+    report = BayesianizeReport()
+    replaced: dict[int, BayesConv2d] = {}
+    seen: set[int] = set()
+
+    for name, parent, attr, child in list(_walk(model)):
+        if id(child) in replaced:  # the same conv reached through a second path: keep the tie
+            setattr(parent, attr, replaced[id(child)])
+            continue
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
+        if isinstance(child, BayesConv2d):
+            continue
+        if not isinstance(child, nn.Conv2d):
+            reason = _conv_like_reason(child)
+            if reason:
+                k = tuple(child.weight.shape[-2:])
+                report.layers.append(LayerReport(name, k, child.weight.shape[0] * child.weight.shape[1], None, False, reason))
+            continue
+        kh, kw = child.kernel_size
+        kernels = child.out_channels * (child.in_channels // child.groups)
+        spec, how = everywhere, ""
+        if spec is None:
+            spec = table.get((kh, kw), table.get(kh) if kh == kw else None)
+        if spec is None and fallback is not None:
+            spec, how = fallback, " (fallback)"
+        if spec is None:
+            report.layers.append(LayerReport(name, (kh, kw), kernels, None, False,
+                                             f"no prior for {kh}x{kw} kernels and no fallback"))
+            continue
+        obj, label = factory.resolve(spec)
+        label += how
+        shape = _kernel_shape(obj)
+        reason = _unfaithful_reason(child)
+        if reason is None and shape is not None and shape != (kh, kw):
+            reason = f"the prior models {shape[0]}x{shape[1]} kernels, this layer has {kh}x{kw}"
+        if reason is not None:
+            report.layers.append(LayerReport(name, (kh, kw), kernels, label, False, reason))
+            continue
+        same_pad = _is_timm_same_pad(type(child))
+        layer = BayesConv2d.from_conv(child, factory.for_layer(obj, child.weight), init_log_sigma2, same_pad=same_pad)
+        setattr(parent, attr, layer)
+        replaced[id(child)] = layer
+        report.layers.append(LayerReport(name, (kh, kw), kernels, label, True))
+    return report

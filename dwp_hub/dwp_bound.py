@@ -1,0 +1,84 @@
+"""The deep weight prior's KL bound for one layer (paper eq. 7, Algorithm 1), with kernel subsampling.
+
+For each kernel w_ij of a layer with posterior q(w) = N(μ, diag σ²):
+
+    KL(q ‖ p̂) ≤ −H(q) + E_{w~q}[ KL(r(z|w; ψ_l) ‖ N(0, I)) − E_{z~r} log p(w|z; φ) ]
+              = −H(q) − E_{w~q}[ ELBO_ψ,φ(w) ],
+
+the negative entropy (closed form) minus the kernel VAE's evidence lower bound (eq. 4) at a posterior
+sample, with the reverse model r(z|w; ψ_l) as its encoder. φ (the prior's decoder) is frozen and shared
+by every layer that uses the prior; ψ_l starts as a copy of the prior's encoder and is trained with θ.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from .prior import DWPrior
+from .weight_priors import WeightPrior
+
+LOG_2PI_E = 1.0 + math.log(2 * math.pi)
+
+
+def gaussian_entropy(log_sigma2: torch.Tensor) -> torch.Tensor:
+    """H(N(μ, diag σ²)) summed over all elements: ½ Σ (1 + log 2π + log σ²)."""
+    return 0.5 * (LOG_2PI_E * log_sigma2.numel() + log_sigma2.sum())
+
+
+class DWPBound(WeightPrior):
+    """Eq. 7 for one conv layer: the auxiliary upper bound on KL(q(w) ‖ p̂(w)), vectorised over its kernels.
+
+    ``aux`` is a DWPrior whose decoder is `prior`'s (shared, frozen) and whose encoder is this layer's
+    reverse model r(z|w; ψ_l): a trainable copy of the prior's encoder, or the prior's own (frozen, shared)
+    encoder when ``train_reverse`` is False. The decoder of `prior` is frozen in place.
+
+    ``subsample``: estimate the expectation term on that many kernels drawn without replacement each call,
+    scaled by (kernels / subsample), so the estimate stays unbiased; the entropy is always exact. This is
+    where most of DWP-VI's cost goes, so it is the knob for speed. None uses every kernel.
+    """
+
+    name = "dwp"
+
+    def __init__(self, prior: DWPrior, subsample: int | None = None, train_reverse: bool = True) -> None:
+        super().__init__()
+        if subsample is not None and (not isinstance(subsample, int) or subsample < 1):
+            raise ValueError(f"subsample must be a positive integer or None, got {subsample!r}")
+        prior.decoder.requires_grad_(False)
+        if train_reverse:
+            aux = DWPrior(prior.config)
+            aux.decoder = prior.decoder
+            aux.encoder = copy.deepcopy(prior.encoder).requires_grad_(True)
+            aux.source = prior.source
+        else:
+            prior.encoder.requires_grad_(False)
+            aux = prior
+        self.aux = aux
+        self.subsample = subsample
+        self.train_reverse = train_reverse
+        k = prior.kernel_size
+        self.kernel_size = (k, k)
+
+    def as_kernels(self, t: torch.Tensor) -> torch.Tensor:
+        """A (out, in/groups, k, k) weight tensor as (kernels, k, k), checking the kernel shape."""
+        if tuple(t.shape[-2:]) != self.kernel_size:
+            raise ValueError(f"prior is over {self.kernel_size} kernels, got weights of shape {tuple(t.shape)}")
+        return t.reshape(-1, *self.kernel_size)
+
+    def kl(self, mu: torch.Tensor, log_sigma2: torch.Tensor, subsample: int | None = None) -> torch.Tensor:
+        """One reparameterised estimate of the layer's bound (eq. 7); `subsample` overrides the layer's."""
+        mu, log_sigma2 = self.as_kernels(mu), self.as_kernels(log_sigma2)
+        neg_entropy = -gaussian_entropy(log_sigma2)  # exact, over every kernel
+        n = mu.shape[0]
+        m = subsample or self.subsample
+        scale = 1.0
+        if m is not None and m < n:
+            idx = torch.randperm(n, device=mu.device)[:m]
+            mu, log_sigma2, scale = mu[idx], log_sigma2[idx], n / m
+        w = mu + (0.5 * log_sigma2).exp() * torch.randn_like(mu)  # one w ~ q per kernel
+        return neg_entropy - scale * self.aux.elbo(w).sum()
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, subsample={self.subsample}, train_reverse={self.train_reverse}"
