@@ -82,3 +82,32 @@ def sample(name: str, n: int, seed: int, noise: bool, out: str) -> None:
     kernels = prior.sample(n, generator=torch.Generator().manual_seed(seed), noise=noise)
     path = save_png(kernel_grid(kernels), out)
     click.echo(f"wrote {n} {prior.kernel_size}x{prior.kernel_size} kernels from {name} to {path}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@click.option("--repo-id", required=True, help="Hub repository to publish to, ORG/NAME (created if missing).")
+@click.option("--revision", default=None, help="Branch to commit to (created from the default branch if missing).")
+@click.option("--private", is_flag=True, help="Create the repository as private (no effect on an existing one).")
+@click.option("--commit-message", default=None, help="Commit message (default: what the prior is).")
+@click.option("--create-pr", is_flag=True, help="Open a pull request against --revision instead of committing to it.")
+@click.option("--token", default=None, help="Hub token (default: HF_TOKEN or the one saved by `hf auth login`).")
+def push(folder: str, repo_id: str, revision: str | None, private: bool, commit_message: str | None,
+         create_pr: bool, token: str | None) -> None:
+    """Validate a prior folder and publish it to the Hub in one commit.
+
+    FOLDER must load as a prior (config.json, model.safetensors, README.md with metadata; optional
+    kernels.safetensors); anything wrong is reported before any network call. The Hub endpoint comes
+    from HF_ENDPOINT, as for every Hugging Face tool. Prints the repository URL and the commit id.
+    """
+    from .publish import push_folder
+
+    result = push_folder(folder, repo_id, revision=revision, private=True if private else None,
+                         commit_message=commit_message, create_pr=create_pr, token=token)
+    click.echo(f"repo:     {result.repo_url}")
+    click.echo(f"revision: {result.revision}")
+    click.echo(f"commit:   {result.commit}")
+    if result.pr_url:
+        click.echo(f"pull request: {result.pr_url}")
+    if not result.changed:
+        click.echo("(the revision already held exactly these files; no new commit was made)")

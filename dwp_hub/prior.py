@@ -210,6 +210,19 @@ class DWPrior(nn.Module):
         model.source = resolved
         return model
 
+    def push_to_hub(self, repo_id: str, *, card: str | None = None, revision: str | None = None,
+                    private: bool | None = None, commit_message: str | None = None, create_pr: bool = False,
+                    token: str | bool | None = None):
+        """Publish this prior to the Hub repo `repo_id` in one commit; returns a `dwp_hub.publish.PushResult`.
+
+        Saves it with `save_pretrained` (with `card`, else the minimal default card) to a temporary folder,
+        validates that folder and pushes it (see `dwp_hub.publish.push_folder` for the arguments).
+        """
+        from .publish import push_prior
+
+        return push_prior(self, repo_id, card=card, revision=revision, private=private,
+                          commit_message=commit_message, create_pr=create_pr, token=token)
+
     def extra_repr(self) -> str:
         c = self.config
         return f"kernel_size={c.kernel_size}, z_dim={c.z_dim}, architecture={c.architecture}, domain={c.domain}"

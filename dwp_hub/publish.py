@@ -1,0 +1,240 @@
+"""Publishing prior folders to the Hugging Face Hub: validate completely, then one commit.
+
+`push_folder` refuses a folder that would not load back (``DWPrior.from_folder``, the model card's
+metadata, the optional kernel samples) before it opens a single connection. It then creates the
+repository if needed and uploads every file of the folder in **one** commit: a push that fails or is
+interrupted half-way leaves the remote revision exactly as it was, since the Hub only moves a branch when
+a commit is complete. The endpoint, token and cache come from huggingface_hub's usual settings
+(``HF_ENDPOINT``, ``HF_TOKEN`` or ``hf auth login``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, constants
+from huggingface_hub.errors import (
+    HFValidationError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
+from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .config import CARD_NAME, KERNELS_NAME
+from .errors import DWPError, PriorFormatError
+from .resolve import PRIOR_FILES
+
+if TYPE_CHECKING:
+    from .prior import DWPrior
+
+LIBRARY_NAME = "dwp-hub"
+# Kernel samples shipped beside a prior: tensor names and the most kernels each may hold (see config.py).
+KERNEL_SETS = ("train", "heldout")
+MAX_KERNEL_SAMPLES = 4096
+# Files that could only be read by unpickling: a prior folder never publishes them.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+class PublishError(DWPError):
+    """A push was refused before upload, or the Hub refused or failed it. The message says which and why."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did: where the prior now lives and under which commit."""
+
+    repo_id: str
+    repo_url: str
+    revision: str
+    commit: str
+    commit_url: str
+    pr_url: str | None
+    changed: bool  # False when the remote revision already held exactly these files
+    files: tuple[str, ...]
+
+
+def _kernels_problem(path: Path, kernel_size: int) -> str | None:
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        return f"not a readable safetensors file ({e})"
+    if not tensors:
+        return f"holds no tensors; expected {' and/or '.join(KERNEL_SETS)}"
+    unknown = sorted(tensors.keys() - set(KERNEL_SETS))
+    if unknown:
+        return f"unexpected tensor(s) {unknown}; expected {' and/or '.join(KERNEL_SETS)}"
+    k = kernel_size
+    for name, t in tensors.items():
+        if t.dim() != 3 or tuple(t.shape[1:]) != (k, k) or t.shape[0] < 1:
+            return f"tensor {name} has shape {tuple(t.shape)}, expected (n, {k}, {k}) with n >= 1"
+        if t.shape[0] > MAX_KERNEL_SAMPLES:
+            return f"tensor {name} holds {t.shape[0]} kernels, at most {MAX_KERNEL_SAMPLES} are allowed"
+        if not t.is_floating_point() or not torch.isfinite(t).all():
+            return f"tensor {name} must be floating point and finite"
+    return None
+
+
+def _card_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return "missing: a published prior needs a model card (render one with training/card.py)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return f"unreadable ({e})"
+    if not REGEX_YAML_BLOCK.search(text):
+        return "has no YAML metadata block (--- ... --- at the top)"
+    try:
+        meta = ModelCard(text).data.to_dict()
+    except Exception as e:  # yaml.YAMLError and ValueError from ModelCardData; any failure means "does not parse"
+        return f"metadata does not parse ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    if meta.get("library_name") != LIBRARY_NAME:
+        return f"metadata must say library_name: {LIBRARY_NAME} (found {meta.get('library_name')!r})"
+    return None
+
+
+def validate_folder(folder: str | os.PathLike) -> "DWPrior":
+    """Check that `folder` is a complete, self-consistent prior folder; return the loaded prior.
+
+    Loads it strictly as a DWPrior (config validated, every tensor's name, shape and values checked
+    against it), parses the model card's metadata, checks ``kernels.safetensors`` if present, and refuses
+    pickle-format files. Raises PriorFormatError / PublishError naming the file otherwise. No network.
+    """
+    from .prior import DWPrior
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PublishError(f"{folder}: not a folder (expected a prior folder with {', '.join(PRIOR_FILES[:3])})")
+    prior = DWPrior.from_folder(folder)
+    problem = _card_problem(folder / CARD_NAME)
+    if problem:
+        raise PriorFormatError(f"{folder / CARD_NAME}: {problem}")
+    kernels = folder / KERNELS_NAME
+    if kernels.exists():
+        problem = _kernels_problem(kernels, prior.kernel_size)
+        if problem:
+            raise PriorFormatError(f"{kernels}: {problem}")
+    pickles = [p.name for p in _folder_files(folder).values() if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickles:
+        raise PublishError(f"{folder}: refusing to publish pickle-format file(s) {sorted(pickles)}; priors are safetensors only")
+    return prior
+
+
+def _folder_files(folder: Path) -> dict[str, Path]:
+    """Every regular, non-hidden file under `folder`, keyed by its path in the repository."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files[rel.as_posix()] = path
+    return files
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors of the HTTP library huggingface_hub runs on (httpx2 or httpx; requests' are OSErrors)."""
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _http_message(e: HfHubHTTPError, repo_id: str, revision: str, endpoint: str) -> str:
+    status = getattr(e.response, "status_code", None)
+    server = (e.server_message or "").strip().splitlines()
+    detail = f" ({server[0]})" if server and server[0] else ""
+    if isinstance(e, RevisionNotFoundError):
+        return f"revision {revision!r} of {repo_id} does not exist at {endpoint} (HTTP {status}){detail}"
+    if isinstance(e, RepositoryNotFoundError):
+        return (f"repository {repo_id} not found at {endpoint}, or not visible with this token (HTTP {status}); "
+                "check the repo id and the token")
+    if status == 401:
+        return (f"the Hub at {endpoint} rejected the credentials (HTTP 401){detail}; "
+                "pass --token, set HF_TOKEN or run `hf auth login`")
+    if status == 403:
+        return f"no write access to {repo_id} at {endpoint} (HTTP 403){detail}; use a token with write access to it"
+    if status is not None and status >= 500:
+        return (f"the Hub at {endpoint} failed with HTTP {status}{detail}; nothing was committed unless the "
+                "commit completed (commits are atomic), so retrying the push is safe")
+    return f"the Hub at {endpoint} answered HTTP {status}{detail} for {repo_id}"
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return e
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None,
+                private: bool | None = None, commit_message: str | None = None, create_pr: bool = False,
+                token: str | bool | None = None) -> PushResult:
+    """Validate `folder`, then publish it to the Hub repo `repo_id` in a single commit.
+
+    The repo is created if needed (`private` only applies then); a missing `revision` branch is created
+    from the default branch; with `create_pr` the commit opens a pull request against `revision`
+    instead. Files of the prior format present remotely but absent locally (e.g. an old
+    ``kernels.safetensors``) are deleted in the same commit, so the revision never mixes two builds.
+    Raises PriorFormatError / PublishError, with one message each, on any failure.
+    """
+    folder = Path(folder)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise PublishError(f"invalid repo id {repo_id!r}: {str(e).splitlines()[0]}") from None
+    if "/" not in repo_id:
+        raise PublishError(f"invalid repo id {repo_id!r}: expected ORG/NAME")
+    prior = validate_folder(folder)
+    files = _folder_files(folder)
+    cfg = prior.config
+    message = commit_message or (f"Upload {cfg.kernel_size}x{cfg.kernel_size} deep weight prior "
+                                 f"({cfg.domain}) with dwp-hub")
+    from . import __version__
+
+    api = HfApi(library_name=LIBRARY_NAME, library_version=__version__)
+    endpoint = api.endpoint
+    target = revision or constants.DEFAULT_REVISION
+    try:
+        repo_url = api.create_repo(repo_id, token=token, private=private, exist_ok=True)
+        if revision is not None and not create_pr:
+            try:
+                api.model_info(repo_id, revision=revision, token=token)
+            except RevisionNotFoundError:
+                api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+        remote = api.model_info(repo_id, revision=target, token=token)
+        remote_files = {s.rfilename for s in remote.siblings or []}
+        operations: list = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+        operations += [CommitOperationDelete(path_in_repo=name) for name in PRIOR_FILES
+                       if name in remote_files and name not in files]
+        info = api.create_commit(repo_id, operations, commit_message=message, revision=target,
+                                 create_pr=create_pr, token=token)
+    except HfHubHTTPError as e:
+        raise PublishError(f"push to {repo_id} failed: {_http_message(e, repo_id, target, endpoint)}") from None
+    except (OSError, RuntimeError, ValueError, *_transport_errors()) as e:
+        cause = _root_cause(e)
+        if isinstance(cause, HfHubHTTPError):
+            raise PublishError(f"push to {repo_id} failed: {_http_message(cause, repo_id, target, endpoint)}") from None
+        reason = " ".join(str(cause).split())[:300] or type(cause).__name__
+        raise PublishError(f"push to {repo_id} failed: could not complete the exchange with the Hub at {endpoint} "
+                           f"({type(cause).__name__}: {reason}); the remote revision is unchanged unless the "
+                           "commit completed") from None
+    return PushResult(repo_id=repo_id, repo_url=str(repo_url), revision=info.pr_revision or target,
+                      commit=info.oid, commit_url=info.commit_url, pr_url=info.pr_url,
+                      changed=info.oid != remote.sha, files=tuple(files))
+
+
+def push_prior(prior: "DWPrior", repo_id: str, *, card: str | None = None, **push_kwargs) -> PushResult:
+    """Save `prior` (with `card`, or the minimal default card) to a temporary folder and push that folder."""
+    with tempfile.TemporaryDirectory(prefix="dwp-hub-push-") as tmp:
+        folder = prior.save_pretrained(Path(tmp) / "prior", card=card)
+        return push_folder(folder, repo_id, **push_kwargs)
