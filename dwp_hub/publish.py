@@ -30,14 +30,15 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .config import CARD_NAME, KERNELS_NAME
+from .config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
 from .errors import DWPError, PriorFormatError
-from .resolve import PRIOR_FILES
 
 if TYPE_CHECKING:
     from .prior import DWPrior
 
 LIBRARY_NAME = "dwp-hub"
+# The files of the prior format; the last one is optional.
+PRIOR_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME)
 # Kernel samples shipped beside a prior: tensor names and the most kernels each may hold (see config.py).
 KERNEL_SETS = ("train", "heldout")
 MAX_KERNEL_SAMPLES = 4096
@@ -139,21 +140,30 @@ def _folder_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection-level errors of the HTTP library huggingface_hub runs on (httpx2 or httpx; requests' are OSErrors)."""
-    found = []
+def _http_library_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(all, connect-only) error classes of the HTTP library huggingface_hub runs on.
+
+    huggingface_hub >= 1 uses httpx (2.x: its fork httpx2), whose errors are not OSErrors; older
+    versions use requests, whose errors are OSErrors and whose failed connections are ConnectionErrors.
+    """
+    every, connect = [], [ConnectionError]
     for name in ("httpx2", "httpx"):
         try:
-            found.append(importlib.import_module(name).HTTPError)
+            module = importlib.import_module(name)
+            every.append(module.HTTPError)
+            connect.append(module.ConnectError)
         except (ImportError, AttributeError):
             continue
-    return tuple(found)
+    return tuple(every), tuple(connect)
 
 
-def _http_message(e: HfHubHTTPError, repo_id: str, revision: str, endpoint: str) -> str:
+def _http_message(e: HfHubHTTPError, repo_id: str, revision: str, endpoint: str, explained: str | None = None) -> str:
+    """One line for an HTTP error; `explained` is the client's own account of it, when it gave one."""
     status = getattr(e.response, "status_code", None)
     server = (e.server_message or "").strip().splitlines()
     detail = f" ({server[0]})" if server and server[0] else ""
+    if explained:
+        return f"the Hub at {endpoint} refused the request (HTTP {status}): {explained}"
     if isinstance(e, RevisionNotFoundError):
         return f"revision {revision!r} of {repo_id} does not exist at {endpoint} (HTTP {status}){detail}"
     if isinstance(e, RepositoryNotFoundError):
@@ -165,15 +175,19 @@ def _http_message(e: HfHubHTTPError, repo_id: str, revision: str, endpoint: str)
     if status == 403:
         return f"no write access to {repo_id} at {endpoint} (HTTP 403){detail}; use a token with write access to it"
     if status is not None and status >= 500:
-        return (f"the Hub at {endpoint} failed with HTTP {status}{detail}; nothing was committed unless the "
-                "commit completed (commits are atomic), so retrying the push is safe")
+        return (f"the Hub at {endpoint} failed with HTTP {status}{detail}; commits are atomic, so the remote "
+                "revision is unchanged or fully updated: pushing again is safe")
     return f"the Hub at {endpoint} answered HTTP {status}{detail} for {repo_id}"
 
 
-def _root_cause(e: BaseException) -> BaseException:
-    while e.__cause__ is not None:
-        e = e.__cause__
-    return e
+def _in_chain(e: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of `types` among `e` and its causes (client errors wrap transport errors)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, types):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None,
@@ -218,16 +232,21 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None
                        if name in remote_files and name not in files]
         info = api.create_commit(repo_id, operations, commit_message=message, revision=target,
                                  create_pr=create_pr, token=token)
-    except HfHubHTTPError as e:
-        raise PublishError(f"push to {repo_id} failed: {_http_message(e, repo_id, target, endpoint)}") from None
-    except (OSError, RuntimeError, ValueError, *_transport_errors()) as e:
-        cause = _root_cause(e)
-        if isinstance(cause, HfHubHTTPError):
-            raise PublishError(f"push to {repo_id} failed: {_http_message(cause, repo_id, target, endpoint)}") from None
-        reason = " ".join(str(cause).split())[:300] or type(cause).__name__
-        raise PublishError(f"push to {repo_id} failed: could not complete the exchange with the Hub at {endpoint} "
-                           f"({type(cause).__name__}: {reason}); the remote revision is unchanged unless the "
-                           "commit completed") from None
+    except (OSError, RuntimeError, ValueError, *_http_library_errors()[0]) as e:
+        http = _in_chain(e, (HfHubHTTPError,))
+        if http is not None:
+            explained = " ".join(str(e).split())[:300] if isinstance(e, ValueError) else None  # e.g. card metadata
+            message = _http_message(http, repo_id, target, endpoint, explained)
+            raise PublishError(f"push to {repo_id} failed: {message}") from None
+        every, connect = _http_library_errors()
+        cause = _in_chain(e, every) or e
+        reason = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+        if _in_chain(e, connect) is not None:
+            raise PublishError(f"push to {repo_id} failed: could not reach the Hub at {endpoint} ({reason}); "
+                               "nothing was committed") from None
+        raise PublishError(f"push to {repo_id} failed: the exchange with the Hub at {endpoint} broke off "
+                           f"({reason}); commits are atomic, so the remote revision is unchanged or fully "
+                           "updated: pushing again is safe") from None
     return PushResult(repo_id=repo_id, repo_url=str(repo_url), revision=info.pr_revision or target,
                       commit=info.oid, commit_url=info.commit_url, pr_url=info.pr_url,
                       changed=info.oid != remote.sha, files=tuple(files))

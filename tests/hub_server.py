@@ -12,8 +12,10 @@ round trip runs against this server instead. It implements the part of the Hub A
   LFS patterns (with size and binary content) decide each file's upload mode, as on the Hub;
 * a commit is applied all at once under a lock, and only moves its ref when every operation is valid
   (LFS objects uploaded and verified, deleted files present): a push that dies half-way changes nothing;
-* ``/resolve/`` answers small files directly (``ETag`` = git blob id, ``X-Repo-Commit``) and LFS files with
-  a 302 to a second "CDN" server on another origin, carrying ``X-Linked-Size`` / ``X-Linked-ETag``. That
+* ``/resolve/`` answers small files of public repos with a relative 307 to a commit-pinned
+  ``/api/resolve-cache/`` URL (private repos and empty files directly), with ``ETag`` = git blob id and
+  ``X-Repo-Commit``; and LFS files with a 302 to a second "CDN" server on another origin, carrying
+  ``X-Linked-Size`` / ``X-Linked-ETag`` (the sha256). That
   server serves and accepts uploads only on signed, expiring URLs and, like S3, refuses requests that also
   carry an ``Authorization`` header, so the client must stop following redirects there and drop its token;
 * errors carry the ``X-Error-Code`` / ``X-Error-Message`` headers the client maps to its exceptions
@@ -159,6 +161,9 @@ class HubState:
         self.hold: dict[str, threading.Event] | None = None
         self.upload_started = threading.Event()
         self.aborted_uploads = 0
+        self.finished_uploads = 0  # complete bodies received by the CDN
+        self.uploads_in_progress = 0
+        self.server_errors: list[str] = []  # exceptions raised inside handlers
         self._clock = 0
 
     # --- auth ---------------------------------------------------------------------------------------
@@ -249,7 +254,10 @@ class HubState:
         self.faults[(method, route)] = Fault(status, message, times)
 
     def hold_uploads(self) -> threading.Event:
-        """Make LFS uploads stop after their first KiB until the returned event is set."""
+        """Make LFS uploads pause after their first KiB until the returned event is set.
+
+        Whatever the client had already pushed into the socket is still read after the pause; the rest
+        of the body is lost if the client died meanwhile (counted in ``aborted_uploads``)."""
         release = threading.Event()
         self.hold = {"release": release}
         self.upload_started.clear()
@@ -438,6 +446,13 @@ class _Server(ThreadingHTTPServer):
     def route(self, method: str, parts: list[str]):
         return self.routes(method, parts)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-answer is expected; anything else is a server bug, kept for the tests."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError):
+            with self.state.lock:
+                self.state.server_errors.append(f"{type(error).__name__}: {error}")
+
 
 # --- the Hub's routes -----------------------------------------------------------------------------------
 def _hub_routes(method: str, parts: list[str]):
@@ -469,6 +484,9 @@ def _hub_routes(method: str, parts: list[str]):
             return "/{repo}.git/info/lfs/objects/batch", lambda h: _lfs_batch(h, repo_id)
         if parts[5] == "verify":
             return "/{repo}.git/info/lfs/objects/verify", lambda h: _lfs_verify(h, repo_id)
+    if n >= 7 and parts[:3] == ["api", "resolve-cache", "models"] and method in ("GET", "HEAD"):
+        return ("/api/resolve-cache/models/{repo}/{commit}/{path}",
+                lambda h: _resolve_cache(h, "/".join(parts[3:5]), parts[5], "/".join(parts[6:])))
     if n >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
         return "/{repo}/resolve/{rev}/{path}", lambda h: _resolve(h, "/".join(parts[:2]), parts[3], "/".join(parts[4:]))
     return f"{method} {'/'.join(parts)}", None
@@ -753,12 +771,33 @@ def _resolve(h: _Handler, repo_id: str, revision: str, path: str) -> None:
             location = h.server.cdn_url + state.sign("lfs", repo_id, blob.lfs_sha256, blob.size)
     headers = {"X-Repo-Commit": oid, "Accept-Ranges": "bytes"}
     if blob.lfs_sha256 is None:
-        headers["ETag"] = f'"{blob.oid}"'
-        _send_bytes(h, blob.content, headers, path)
+        if repo.private or blob.size == 0:  # served directly
+            _send_bytes(h, blob.content, {**headers, "ETag": f'"{blob.oid}"'}, path)
+            return
+        # Public small files: a relative 307 to a commit-pinned, cacheable URL on the same host.
+        location = f"/api/resolve-cache/models/{repo_id}/{oid}/{quote(path)}?etag={quote(blob.oid)}"
+        h._send(307, f"Temporary Redirect. Redirecting to {location}".encode(), {**headers, "Location": location},
+                content_type="text/plain; charset=utf-8")
         return
     note = f"Found. Redirecting to {location}".encode()
     h._send(302, note, {**headers, "ETag": f'"{blob.oid}"', "Location": location, "X-Linked-Size": str(blob.size),
                         "X-Linked-ETag": f'"{blob.lfs_sha256}"'}, content_type="text/plain; charset=utf-8")
+
+
+def _resolve_cache(h: _Handler, repo_id: str, commit: str, path: str) -> None:
+    """The commit-pinned URL public small files are redirected to; the etag query must match the blob."""
+    state = h.server.state
+    with state.lock:
+        repo = state.repo_for_read(repo_id, h.user())
+        if commit not in repo.commits:
+            raise HubError(404, f"Invalid rev id: {commit}", "RevisionNotFound")
+        blob = repo.commits[commit].tree.get(path)
+        if blob is None or blob.lfs_sha256 is not None:
+            raise HubError(404, "Entry not found", "EntryNotFound", commit)
+    if h.query.get("etag", [""])[0] != blob.oid:
+        raise HubError(400, "etag does not match the file at this commit")
+    _send_bytes(h, blob.content, {"X-Repo-Commit": commit, "Accept-Ranges": "bytes", "ETag": f'"{blob.oid}"',
+                                  "Cache-Control": "public, max-age=31536000, immutable"}, path)
 
 
 def _send_bytes(h: _Handler, content: bytes, headers: dict[str, str], name: str) -> None:
@@ -802,6 +841,8 @@ def _cdn_put(h: _Handler, repo_id: str, oid: str) -> None:
     if length != size:
         raise HubError(400, f"Content-Length {length} does not match the signed size {size}")
     hold = state.hold
+    with state.lock:
+        state.uploads_in_progress += 1
     try:
         first = h.rfile.read(min(1024, size))
         if hold is not None:
@@ -810,6 +851,9 @@ def _cdn_put(h: _Handler, repo_id: str, oid: str) -> None:
         content = first + h.rfile.read(size - len(first))
     except OSError:
         content = b""
+    finally:
+        with state.lock:
+            state.uploads_in_progress -= 1
     if len(content) != size:
         with state.lock:
             state.aborted_uploads += 1
@@ -822,6 +866,7 @@ def _cdn_put(h: _Handler, repo_id: str, oid: str) -> None:
         if repo is None:
             raise HubError(404, "NoSuchBucket")
         repo.uploaded[oid] = content
+        state.finished_uploads += 1
     h._send(200, b"", {"ETag": f'"{hashlib.md5(content).hexdigest()}"'})
 
 

@@ -13,6 +13,7 @@ import pytest
 from hub_server import HubServer, cli_command, client_env, run, run_python, write_prior_folder
 
 REPO = "org/prior-3x3"
+PRIVATE = "org/private-prior"
 TOKEN = "hf_alice_write"
 
 # Runs in a client process: load each requested name (into the HF cache of HF_HOME) and compare it with a
@@ -25,6 +26,12 @@ from dwp_hub import DWPrior
 
 def digest(folder):
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in Path(folder).iterdir()}
+
+def blob_named_by_etag(f):
+    # The cache names blobs by the ETag the Hub gave: sha256 for LFS files, the git blob id otherwise.
+    data = f.read_bytes()
+    etag = (hashlib.sha256(data) if f.suffix == ".safetensors" else hashlib.sha1(b"blob %d\0" % len(data) + data))
+    return f.resolve().name == etag.hexdigest()
 
 out = {}
 for name, folder in json.loads(sys.argv[1]).items():
@@ -39,13 +46,14 @@ for name, folder in json.loads(sys.argv[1]).items():
         "tensors": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a),
         "config": got.config.to_dict() == ref.config.to_dict(),
         "files": digest(got.source.path) == digest(folder),
+        "blobs": all(blob_named_by_etag(f) for f in got.source.path.iterdir()),
         "source": got.source.source, "revision": got.source.revision,
     }
 print(json.dumps(out))
 """
 
 # Runs in a client process: publish with DWPrior.push_to_hub (main), then a branch and a pull request with
-# push_folder; prints the commits.
+# push_folder, and a private repo; prints the commits.
 PUSH_MORE = r"""
 import json, sys
 from pathlib import Path
@@ -57,8 +65,10 @@ v2 = DWPrior.from_folder(args["v2"])
 main = v2.push_to_hub(args["repo"], card=(Path(args["v2"]) / "README.md").read_text(), commit_message="retrained")
 branch = push_folder(args["v1"], args["repo"], revision="dev")
 pr = push_folder(args["v2"], args["repo"], revision="dev", create_pr=True)
+private = push_folder(args["v1"], args["private_repo"], private=True)
 print(json.dumps({"main": main.commit, "changed": main.changed, "files": list(main.files),
-                  "dev": branch.commit, "pr": pr.commit, "pr_revision": pr.revision, "pr_url": pr.pr_url}))
+                  "dev": branch.commit, "pr": pr.commit, "pr_revision": pr.revision, "pr_url": pr.pr_url,
+                  "private": private.commit}))
 """
 
 
@@ -71,7 +81,7 @@ def last_json(proc) -> dict:
 def hub():
     with HubServer({TOKEN: ("alice", ["org"])}) as server:
         yield server
-    assert server.state.unknown_routes == []
+    assert server.state.unknown_routes == [] and server.state.server_errors == []
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +108,7 @@ def fetched(hub, folders, published, tmp_path_factory):
     """Both names loaded online into a fresh HF cache (HF_HOME) that has never seen the repo."""
     home = tmp_path_factory.mktemp("reader-home")
     c1 = published["commit"]
-    names = {REPO: str(folders["v1"]), f"{REPO}@{c1}": str(folders["v1"])}
+    names = {REPO: str(folders["v1"]), f"{REPO}@{c1}": str(folders["v1"]), "org/never-published": str(folders["v1"])}
     before = len(hub.state.log)
     result = last_json(run_python(COMPARE, client_env(hub.url, home), json.dumps(names)))
     return {"home": home, "result": result, "log": hub.state.log[before:]}
@@ -137,12 +147,16 @@ def test_load_back_by_name_and_by_commit_is_bit_identical(published, fetched):
     c1 = published["commit"]
     for name in (REPO, f"{REPO}@{c1}"):
         got = fetched["result"][name]
-        assert got == {"tensors": True, "config": True, "files": True, "source": "hub", "revision": c1}, name
+        assert got == {"tensors": True, "config": True, "files": True, "blobs": True, "source": "hub", "revision": c1}, name
+    assert fetched["result"]["org/never-published"]["error"].startswith(
+        "PriorNotFoundError: no prior named 'org/never-published': no such local folder; RepositoryNotFoundError")
     routes = {(m, r, s) for m, r, s, _ in fetched["log"]}
-    # Small files straight from /resolve/, LFS files by a 302 to the CDN, fetched there without the token.
+    # Small files through the commit-pinned 307 of public repos, LFS files by a 302 to the CDN and fetched
+    # there without the token (the CDN refuses requests that carry one).
+    assert ("HEAD", "/{repo}/resolve/{rev}/{path}", 307) in routes
+    assert ("GET", "/api/resolve-cache/models/{repo}/{commit}/{path}", 200) in routes
     assert ("HEAD", "/{repo}/resolve/{rev}/{path}", 302) in routes
     assert ("GET", "cdn GET /lfs/{repo}/{oid}", 200) in routes
-    assert ("GET", "/api/models/{repo}/tree/{rev}", 200) in routes
 
 
 def test_offline_uses_the_cache_and_refuses_uncached_names(hub, folders, published, fetched):
@@ -152,7 +166,7 @@ def test_offline_uses_the_cache_and_refuses_uncached_names(hub, folders, publish
     result = last_json(run_python(COMPARE, client_env(hub.url, fetched["home"], offline=True), json.dumps(names)))
     assert len(hub.state.log) == before  # not a single request
     for name in (REPO, f"{REPO}@{c1}"):
-        assert result[name] == {"tensors": True, "config": True, "files": True, "source": "hub", "revision": c1}
+        assert result[name] == {"tensors": True, "config": True, "files": True, "blobs": True, "source": "hub", "revision": c1}
     error = result["org/never-published"]["error"]
     assert error.startswith("PriorNotFoundError: no prior named 'org/never-published'")
     assert "offline" in error
@@ -162,8 +176,8 @@ def test_second_push_makes_a_new_commit_and_the_old_one_still_resolves(hub, fold
                                                                        tmp_path_factory):
     c1 = published["commit"]
     env = client_env(hub.url, tmp_path_factory.mktemp("second-pusher"), token=TOKEN)
-    pushed = last_json(run_python(PUSH_MORE, env, json.dumps({"repo": REPO, "v1": str(folders["v1"]),
-                                                              "v2": str(folders["v2"])})))
+    pushed = last_json(run_python(PUSH_MORE, env, json.dumps({"repo": REPO, "private_repo": PRIVATE,
+                                                              "v1": str(folders["v1"]), "v2": str(folders["v2"])})))
     c2 = pushed["main"]
     assert c2 != c1 and pushed["changed"] and hub.state.head(REPO) == c2
     assert hub.state.repos[REPO].commits[c2].parent == c1
@@ -174,10 +188,14 @@ def test_second_push_makes_a_new_commit_and_the_old_one_still_resolves(hub, fold
     assert pushed["pr_revision"] == "refs/pr/1" and pushed["pr_url"] == f"{hub.url}/{REPO}/discussions/1"
     assert hub.state.head(REPO) == c2  # the pull request left main alone
 
+    assert hub.state.repos[PRIVATE].private
+
     names = {REPO: str(folders["v2"]), f"{REPO}@{c1}": str(folders["v1"]), f"{REPO}@dev": str(folders["v1"]),
-             f"{REPO}@refs/pr/1": str(folders["v2"])}
-    result = last_json(run_python(COMPARE, client_env(hub.url, tmp_path_factory.mktemp("fresh")), json.dumps(names)))
-    expected_revision = {REPO: c2, f"{REPO}@{c1}": c1, f"{REPO}@dev": pushed["dev"], f"{REPO}@refs/pr/1": pushed["pr"]}
+             f"{REPO}@refs/pr/1": str(folders["v2"]), PRIVATE: str(folders["v1"])}
+    reader = client_env(hub.url, tmp_path_factory.mktemp("fresh"), token=TOKEN)
+    result = last_json(run_python(COMPARE, reader, json.dumps(names)))
+    expected_revision = {REPO: c2, f"{REPO}@{c1}": c1, f"{REPO}@dev": pushed["dev"], f"{REPO}@refs/pr/1": pushed["pr"],
+                         PRIVATE: pushed["private"]}
     for name, revision in expected_revision.items():
-        assert result[name] == {"tensors": True, "config": True, "files": True, "source": "hub",
+        assert result[name] == {"tensors": True, "config": True, "files": True, "blobs": True, "source": "hub",
                                 "revision": revision}, name
