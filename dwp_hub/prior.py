@@ -82,17 +82,20 @@ class DWPrior(nn.Module):
                chunk_size: int = 65536) -> torch.Tensor:
         """`n` kernels (n, k, k): decoder mean at z ~ N(0, I), plus decoder noise if `noise`.
 
-        Decoded `chunk_size` at a time, so memory stays bounded for millions of kernels.
+        All random numbers are drawn up front (z is only n × z_dim), so the result for a given
+        generator does not depend on `chunk_size`; decoding runs `chunk_size` kernels at a time,
+        which bounds the extra memory for millions of kernels.
         """
         ref = self._param()
-        out = torch.empty(n, self.kernel_size, self.kernel_size, dtype=ref.dtype, device=ref.device)
+        opts = dict(dtype=ref.dtype, device=ref.device)
+        z = torch.randn(n, self.z_dim, generator=generator, **opts)
+        out = torch.empty(n, self.kernel_size, self.kernel_size, **opts)
+        if noise:
+            out.normal_(generator=generator)
         for start in range(0, n, chunk_size):
-            stop = min(n, start + chunk_size)
-            z = torch.randn(stop - start, self.z_dim, generator=generator, dtype=ref.dtype, device=ref.device)
-            mu, var = self.decode(z)
-            if noise:
-                mu = mu + var.sqrt() * torch.randn(mu.shape, generator=generator, dtype=ref.dtype, device=ref.device)
-            out[start:stop] = mu
+            part = slice(start, min(n, start + chunk_size))
+            mu, var = self.decode(z[part])
+            out[part] = mu + var.sqrt() * out[part] if noise else mu
         return out
 
     # --- densities ---------------------------------------------------------------------------------

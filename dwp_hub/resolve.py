@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import constants, scan_cache_dir, snapshot_download
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, scan_cache_dir
 from huggingface_hub.errors import (
     CacheNotFound,
+    EntryNotFoundError,
     HFValidationError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -23,13 +24,12 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
-from .errors import PriorNotFoundError
+from .errors import PriorFormatError, PriorNotFoundError
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 DEFAULT_ORG = "dwp"
-PRIOR_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME]
-# A bundled name must not wait on an unreachable Hub: its metadata request gets this long at most,
-# and after one connection failure the process stops asking (per endpoint).
+# A bundled name must not wait on an unreachable Hub: its reachability probe gets this long at most,
+# and after one failed probe the process stops asking that endpoint.
 BUNDLED_HUB_TIMEOUT_S = 1.0
 _unreachable_endpoints: set[str] = set()
 
@@ -84,6 +84,60 @@ def _is_repo_id(name: str) -> bool:
     return "/" in name
 
 
+def download_prior(repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                   local_files_only: bool = False, token: str | bool | None = None,
+                   etag_timeout: float = constants.DEFAULT_ETAG_TIMEOUT) -> Path:
+    """Fetch a prior's files from the Hub (or its cache) into the HF cache; return the snapshot folder.
+
+    config.json is fetched first; its snapshot folder names the commit the revision resolved to, and
+    the other files are fetched at that exact commit, so a concurrent push cannot mix two versions.
+    Each request is a file download, bounded by `etag_timeout` (repo-level API calls have no timeout).
+    """
+    common = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+                  library_name="dwp-hub", etag_timeout=etag_timeout)
+    try:
+        config = Path(hf_hub_download(repo_id, CONFIG_NAME, revision=revision, **common))
+    except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: "not cached", not "not on the Hub"
+        raise
+    except EntryNotFoundError:
+        raise PriorFormatError(f"Hub repo {repo_id!r} has no {CONFIG_NAME}: it is not a dwp-hub prior") from None
+    commit = config.parent.name
+    for filename in (WEIGHTS_NAME, CARD_NAME):
+        try:
+            hf_hub_download(repo_id, filename, revision=commit, **common)
+        except LocalEntryNotFoundError:
+            raise
+        except EntryNotFoundError:
+            raise PriorFormatError(f"Hub repo {repo_id!r} at {commit[:12]} has no {filename}") from None
+    try:
+        hf_hub_download(repo_id, KERNELS_NAME, revision=commit, **common)
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        pass  # optional file
+    return config.parent
+
+
+def hub_reachable(repo_id: str, revision: str | None, token: str | bool | None, timeout: float) -> bool:
+    """One HEAD request for config.json, without retries; False if the Hub cannot answer.
+
+    huggingface_hub retries a failed metadata request with backoff (about 25 s in all) before it
+    falls back to its cache; this probe lets an unreachable or failing Hub cost one short request,
+    after which the endpoint is remembered as unreachable for the rest of the process.
+    """
+    url = hf_hub_url(repo_id, CONFIG_NAME, revision=revision)
+    try:
+        get_hf_file_metadata(url, token=token, timeout=timeout, retry_on_errors=False)
+    except HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", 500)
+        if status < 500 and status != 429:
+            return True  # the Hub answered (401/403/404...): the download reports the precise error
+    except Exception:  # noqa: BLE001 - any transport failure (DNS, refused, timeout, TLS) means unreachable
+        pass
+    else:
+        return True
+    _unreachable_endpoints.add(constants.ENDPOINT)
+    return False
+
+
 def resolve_prior(name: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                   local_files_only: bool = False, token: str | bool | None = None) -> ResolvedPrior:
     """Find the folder for `name`; raise PriorNotFoundError saying where it looked if there is none."""
@@ -95,25 +149,21 @@ def resolve_prior(name: str, revision: str | None = None, cache_dir: str | os.Pa
     hub_reason = "not a Hub repo id (expected ORG/NAME)"
     if _is_repo_id(repo_id):
         endpoint = constants.ENDPOINT
-        offline = local_files_only or constants.HF_HUB_OFFLINE or (bundled is not None and endpoint in _unreachable_endpoints)
+        offline = local_files_only or constants.HF_HUB_OFFLINE or endpoint in _unreachable_endpoints
+        timeout = BUNDLED_HUB_TIMEOUT_S if bundled is not None else constants.DEFAULT_ETAG_TIMEOUT
+        if not offline and not hub_reachable(repo_id, rev, token, timeout):
+            offline = True
         try:
-            folder = snapshot_download(
-                repo_id, revision=rev, cache_dir=cache_dir, local_files_only=offline, token=token,
-                allow_patterns=PRIOR_FILES, library_name="dwp-hub",
-                etag_timeout=BUNDLED_HUB_TIMEOUT_S if bundled is not None else constants.DEFAULT_ETAG_TIMEOUT,
-            )
-            return ResolvedPrior(name, Path(folder), "hub", Path(folder).name)
+            folder = download_prior(repo_id, rev, cache_dir=cache_dir, local_files_only=offline, token=token,
+                                    etag_timeout=timeout)
+            return ResolvedPrior(name, folder, "hub", folder.name)
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:
             hub_reason = f"{type(e).__name__} at {endpoint}"
         except LocalEntryNotFoundError:
-            hub_reason = "not in the local Hub cache (offline)" if offline else f"Hub at {endpoint} unreachable"
-            if not offline:
-                _unreachable_endpoints.add(endpoint)
+            hub_reason = "not in the local Hub cache" + (
+                " (offline mode)" if local_files_only or constants.HF_HUB_OFFLINE else f" and the Hub at {endpoint} is unreachable")
         except HfHubHTTPError as e:
             hub_reason = f"Hub at {endpoint} answered HTTP {getattr(e.response, 'status_code', '?')}"
-        except OSError as e:
-            hub_reason = f"Hub at {endpoint} unreachable ({type(e).__name__})"
-            _unreachable_endpoints.add(endpoint)
     if bundled is not None and rev is None:
         return ResolvedPrior(name, bundled, "bundled")
     if bundled is not None:

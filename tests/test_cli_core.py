@@ -1,0 +1,81 @@
+"""`dwp-hub list / info / sample`, run as a user would: the installed console script."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dwp_hub import DWPrior
+from dwp_hub.cli import main
+
+EXE = str(Path(sys.executable).parent / "dwp-hub")  # the console script installed beside this Python
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory):
+    return DWPrior.for_kernel_size(7, "test").save_pretrained(tmp_path_factory.mktemp("p") / "prior-7x7")
+
+
+def test_help_on_every_command():
+    for name, command in [("", main), *main.commands.items()]:
+        result = CliRunner().invoke(main, [name, "--help"] if name else ["--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, name
+        assert command.help or command.callback.__doc__, f"{name} has no help text"
+
+
+def test_sample_writes_a_png_grid(prior_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    proc = run("sample", str(prior_dir), "-n", "64", "--seed", "0", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    img = Image.open(out)
+    assert img.format == "PNG" and img.mode == "L"
+    assert img.size[0] == img.size[1] > 8 * 7 * 8  # 8x8 kernels of 7x7 pixels, 8x upscaled
+    again = tmp_path / "again.png"
+    run("sample", str(prior_dir), "-n", "64", "--seed", "0", "-o", str(again))
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_info_shows_config_and_card(prior_dir):
+    proc = run("info", str(prior_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert '"kernel_size": 7' in proc.stdout and "library_name" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "nope/missing-prior"], "no prior named 'nope/missing-prior'"),
+        (["sample", "PRIOR", "-o", "grid.jpg"], "output must be a .png"),
+        (["sample", "PRIOR", "-n", "0", "-o", "g.png"], "Invalid value"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(prior_dir, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    args = [str(prior_dir) if a == "PRIOR" else a for a in args]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    assert message in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.jpg"))
+
+
+def test_corrupt_prior_is_reported_by_file(prior_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(prior_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 10)
+    proc = run("sample", str(broken), "-o", str(tmp_path / "g.png"))
+    assert proc.returncode == 1 and "model.safetensors" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_list_runs(prior_dir):
+    proc = run("list")
+    assert proc.returncode == 0 and "kernel" in proc.stdout
