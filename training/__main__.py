@@ -1,0 +1,70 @@
+"""``python -m training``: build priors from data and bundle them into dwp_hub.
+
+    python -m training build notmnist-7x7 --out build/          # every stage, resumable
+    python -m training build notmnist-7x7 notmnist-5x5 --tiny   # seconds on a CPU, for tests
+    python -m training bundle build/notmnist-7x7                # copy into dwp_hub/bundled/dwp--notmnist-7x7
+    python -m training list                                     # the recipes
+
+On several GPUs: ``accelerate launch -m training build …``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .recipes import RECIPES
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Train deep weight priors: data → source CNNs → kernel sets → VAE priors."""
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), default="build", show_default=True, help="Build folder.")
+@click.option("--tiny", is_flag=True, help="Tiny data, nets and schedules: seconds on a CPU (tests).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data split, source nets and VAE.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Where CIFAR / MNIST / notMNIST files are or get downloaded (default <out>/work/data/downloads).")
+@click.option("--font-dir", "font_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Font folder for notmnist-style (repeatable; default the system font folders, matplotlib's with --tiny).")
+@click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def build(names: tuple[str, ...], out: str, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
+          install: bool, no_progress: bool) -> None:
+    """Build the priors NAMES (see `python -m training list`)."""
+    from .build import Build, install_bundled
+
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise click.BadParameter(f"unknown prior(s) {unknown}; known: {', '.join(RECIPES)}", param_hint="NAMES")
+    b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
+              progress=not no_progress)
+    for name in names:
+        folder = b.prior(name)
+        if install and b.accelerator.is_main_process:
+            click.echo(f"bundled {name} → {install_bundled(folder)}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", default=None, help="ORG/NAME to bundle it as (default dwp/<folder name>).")
+def bundle(folder: str, name: str | None) -> None:
+    """Copy a built prior FOLDER into dwp_hub/bundled/."""
+    from .build import install_bundled
+
+    click.echo(f"bundled {folder} → {install_bundled(folder, name)}")
+
+
+@cli.command("list")
+def list_cmd() -> None:
+    """List the prior recipes."""
+    for r in RECIPES.values():
+        s = r.source
+        click.echo(f"{r.name:14} {r.kernel_size}x{r.kernel_size}  data {s.dataset:15} source {s.arch} {list(s.widths)} "
+                   f"x{s.num_nets} nets, {s.epochs} epochs; layers {list(r.layers)}; VAE {r.vae_epochs} epochs")
+
+
+if __name__ == "__main__":
+    cli()

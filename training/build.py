@@ -1,0 +1,363 @@
+"""One prior, end to end: data → source nets → kernel set → VAE → evaluation → prior folder.
+
+Layout under ``--out`` (default ``build/``)::
+
+    <out>/<prior>/                      the prior folder: model.safetensors, config.json, README.md, kernels.safetensors
+    <out>/work/data/                    rendered / decoded data sets (safetensors), shared by every prior
+    <out>/work/sources/<source>/        net-<seed>.safetensors per source net (+ .partial while training)
+    <out>/work/<prior>/                 kernels.safetensors (full kept set), norm_hist.png, vae.partial.safetensors,
+                                        metrics.json, samples.png, source_kernels.png, log.txt
+
+Every stage skips work whose output exists, so a rerun resumes; priors sharing a source recipe
+(notmnist-7x7 and notmnist-5x5) share its nets. The prior folder is assembled in a staging folder and
+renamed into place, so it is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+import dwp_hub
+from dwp_hub import DWPrior
+from dwp_hub.config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
+from dwp_hub.images import kernel_grid, save_png
+
+from . import loops
+from .baselines import full_gaussian_loglik, isotropic_gaussian_loglik
+from .checkpoint import load_tensors, read_meta, save_tensors
+from .datasets import ImageData, load_image_data
+from .kernel_sets import build_kernel_set
+from .recipes import PriorRecipe, SourceRecipe, get_recipe
+from .source_nets import build_source_net
+
+MAX_SHIPPED_KERNELS = 4096  # per split, in the prior folder's kernels.safetensors
+PRIOR_FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME)
+DATA_RECORD = "data.json"  # beside the source nets: provenance and facts of the data they were trained on
+
+
+class Build:
+    """State shared by the stages of one `build` command: output folders, options, accelerator, log."""
+
+    def __init__(self, out: str | Path, tiny: bool = False, seed: int = 0, data_root: str | Path | None = None,
+                 font_dirs: list[str] | None = None, progress: bool = True, accelerator: Accelerator | None = None):
+        self.out = Path(out)
+        self.work = self.out / "work"
+        self.tiny, self.seed, self.data_root, self.font_dirs, self.progress = tiny, seed, data_root, font_dirs, progress
+        self.accelerator = accelerator or Accelerator()
+        self._data: dict[str, ImageData] = {}
+        self.log = logging.getLogger("training.build")
+
+    # --- logging ---------------------------------------------------------------------------------------
+    def _attach_log(self, path: Path) -> logging.Handler:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        self.log.addHandler(handler)
+        self.log.setLevel(logging.INFO)
+        return handler
+
+    def say(self, msg: str) -> None:
+        if self.accelerator.is_main_process:
+            self.log.info(msg)
+            print(f"[training] {msg}", file=sys.stderr, flush=True)
+
+    # --- stage 1: data -------------------------------------------------------------------------------
+    def data(self, name: str) -> ImageData:
+        if name not in self._data:
+            with self.accelerator.main_process_first():
+                self._data[name] = load_image_data(name, self.work / "data", self.data_root, self.font_dirs, self.seed,
+                                                   self.tiny, self.progress and self.accelerator.is_main_process)
+            d = self._data[name]
+            self.say(f"data {name}: {len(d.train)} train / {len(d.test)} test images — {d.provenance}")
+        return self._data[name]
+
+    # --- stage 2: source nets --------------------------------------------------------------------------
+    def source_seeds(self, src: SourceRecipe) -> list[int]:
+        return [self.seed * 1000 + i for i in range(src.num_nets)]
+
+    def source_nets(self, src: SourceRecipe) -> list[Path]:
+        folder = self.work / "sources" / src.name
+        paths = []
+        for seed in self.source_seeds(src):
+            path = folder / f"net-{seed:04d}.safetensors"
+            if not path.is_file():
+                self._train_source_net(src, seed, path)
+            paths.append(path)
+        return paths
+
+    def data_record(self, src: SourceRecipe) -> dict[str, Any]:
+        """What the source nets of `src` were trained on, saved beside them so later runs can cite it."""
+        path = self.work / "sources" / src.name / DATA_RECORD
+        if src.dataset in self._data and not path.is_file() and self.accelerator.is_main_process:
+            data = self._data[src.dataset]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"provenance": data.provenance, "info": data.info}, indent=1) + "\n")
+        if path.is_file():
+            return json.loads(path.read_text())
+        return {"provenance": f"{src.dataset} (record missing: {path})", "info": {}}
+
+    def _train_source_net(self, src: SourceRecipe, seed: int, path: Path) -> None:
+        data = self.data(src.dataset)
+        torch.manual_seed(seed)
+        model = build_source_net(src.arch, src.widths, data.num_classes, data.image_shape)
+        spec = loops.LoopSpec(src.epochs, src.batch_size, src.lr, seed, f"source {src.name} seed {seed}")
+        partial = path.with_name(path.name.replace(".safetensors", ".partial.safetensors"))
+        stats = loops.run_training(self.accelerator, model, data.train.tensors, spec, partial,
+                                   loops.classifier_loss(src.l2), self.progress)
+        net = self.accelerator.unwrap_model(model)
+        test_acc = loops.accuracy(self.accelerator, net, data.test)
+        train_acc = loops.accuracy(self.accelerator, net, _subset(data.train, 10_000))
+        meta = {"arch": src.arch, "widths": list(src.widths), "seed": seed, "epochs": src.epochs, "l2": src.l2,
+                "dataset": src.dataset, "test_accuracy": test_acc, "train_accuracy": train_acc,
+                "train_seconds": stats["seconds"], "final_loss": stats["final_loss"]}
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            save_tensors(path, net.state_dict(), meta)
+            partial.unlink(missing_ok=True)
+        self.accelerator.wait_for_everyone()
+        self.say(f"source net {path.name}: test accuracy {test_acc:.4f} (train {train_acc:.4f}), "
+                 f"{stats['seconds']:.0f} s")
+
+    # --- stage 3: kernel set ---------------------------------------------------------------------------
+    def kernel_set(self, recipe: PriorRecipe, nets: list[Path]) -> Path:
+        work = self.work / recipe.name
+        path = work / "kernels.safetensors"
+        if not path.is_file():
+            with self.accelerator.main_process_first():
+                if not path.is_file():
+                    meta = build_kernel_set(nets, recipe.layers, recipe.kernel_size, recipe.source.heldout_nets,
+                                            path, work / "norm_hist.png", recipe.name)
+                    self.say(f"kernel set {recipe.name}: kept {meta['kernels_kept']:,} of {meta['kernels_total']:,} "
+                             f"(threshold {meta['threshold']:.4g}, {meta['threshold_method']}); train "
+                             f"{meta['train_kept']:,}, held out {meta['heldout_kept']:,}")
+        return path
+
+    # --- stage 4: VAE ----------------------------------------------------------------------------------
+    def fit_prior(self, recipe: PriorRecipe, train: torch.Tensor) -> tuple[DWPrior, dict[str, Any]]:
+        work = self.work / recipe.name
+        torch.manual_seed(self.seed)
+        prior = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain)
+        objective = loops.NegativeELBO(prior)
+        spec = loops.LoopSpec(recipe.vae_epochs, recipe.vae_batch_size, recipe.vae_lr, self.seed, f"VAE {recipe.name}")
+        stats = loops.run_training(self.accelerator, objective, (train,), spec, work / "vae.partial.safetensors",
+                                   loops.elbo_loss, self.progress)
+        return self.accelerator.unwrap_model(objective).prior.cpu().eval(), stats
+
+    # --- stage 5: evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, recipe: PriorRecipe, prior: DWPrior, train: torch.Tensor, heldout: torch.Tensor) -> dict[str, float]:
+        device = self.accelerator.device
+        prior = prior.to(device)
+        g = torch.Generator().manual_seed(self.seed + 1)
+        pick = torch.randperm(len(heldout), generator=g)[:recipe.iwae_kernels]
+        pick_train = torch.randperm(len(train), generator=g)[:recipe.iwae_kernels]
+        h, t = heldout.to(device), train.to(device)
+        torch.manual_seed(self.seed + 2)
+        elbo = torch.stack([prior.elbo(h) for _ in range(10)]).mean(0)
+        gen = torch.Generator(device=device).manual_seed(self.seed + 3)
+        iwae = prior.log_prob(h[pick.to(device)], num_samples=recipe.iwae_samples, generator=gen)
+        iwae_train = prior.log_prob(t[pick_train.to(device)], num_samples=recipe.iwae_samples, generator=gen)
+        prior.cpu()
+        return {
+            "heldout_elbo": float(elbo.mean()),
+            "heldout_iwae_loglik": float(iwae.mean()),
+            "train_iwae_loglik": float(iwae_train.mean()),
+            "iwae_samples": float(recipe.iwae_samples),
+            "iwae_kernels": float(len(pick)),
+            "heldout_fullcov_gaussian_loglik": float(full_gaussian_loglik(train, heldout[pick]).mean()),
+            "heldout_isotropic_gaussian_loglik": float(isotropic_gaussian_loglik(train, heldout[pick]).mean()),
+        }
+
+    # --- the whole prior -------------------------------------------------------------------------------
+    def prior(self, name: str) -> Path:
+        """Build prior `name` (every stage that has not run yet) and return its folder."""
+        recipe = get_recipe(name, self.tiny)
+        target = self.out / name
+        work = self.work / name
+        if (target / CONFIG_NAME).is_file() and (work / "metrics.json").is_file():
+            self.say(f"{name}: already built in {target} (delete it to rebuild)")
+            return target
+        handler = self._attach_log(work / "log.txt") if self.accelerator.is_main_process else None
+        try:
+            t0 = time.monotonic()
+            self.say(f"{name}: building into {target} ({'tiny' if self.tiny else 'full'} recipe, seed {self.seed}, "
+                     f"device {self.accelerator.device}, {self.accelerator.num_processes} process(es))")
+            nets = self.source_nets(recipe.source)
+            self.data_record(recipe.source)
+            kernels_path = self.kernel_set(recipe, nets)
+            sets, kmeta = load_tensors(kernels_path)
+            train, heldout = sets["train"], sets["heldout"]
+            g = torch.Generator().manual_seed(self.seed)
+            if len(train) > recipe.max_train_kernels:
+                train = train[torch.randperm(len(train), generator=g)[:recipe.max_train_kernels]]
+            prior, stats = self.fit_prior(recipe, train)
+            metrics = self.evaluate(recipe, prior, train, heldout)
+            net_meta = [read_meta(p) for p in nets]
+            metrics.update({
+                "kernels_kept": float(kmeta["kernels_kept"]), "num_source_nets": float(len(nets)),
+                "epochs": float(recipe.vae_epochs), "train_seconds": round(stats["seconds"], 1),
+                "source_test_accuracy_mean": float(np.mean([m["test_accuracy"] for m in net_meta])),
+            })
+            self.say(f"{name}: held-out ELBO {metrics['heldout_elbo']:.3f}, IWAE(K={recipe.iwae_samples}) "
+                     f"{metrics['heldout_iwae_loglik']:.3f}, full-cov Gaussian {metrics['heldout_fullcov_gaussian_loglik']:.3f}, "
+                     f"isotropic Gaussian {metrics['heldout_isotropic_gaussian_loglik']:.3f} nats/kernel")
+            if self.accelerator.is_main_process:
+                prior.config.provenance = self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats,
+                                                           time.monotonic() - t0)
+                self._figures(recipe, prior, train)
+                self._write_folder(target, prior, metrics, train, heldout)
+                (work / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            self.accelerator.wait_for_everyone()
+            self.say(f"{name}: done in {time.monotonic() - t0:.0f} s → {target}")
+            return target
+        finally:
+            if handler is not None:
+                self.log.removeHandler(handler)
+                handler.close()
+
+    def _provenance(self, recipe: PriorRecipe, nets: list[Path], net_meta: list[dict], kmeta: dict, n_train: int,
+                    metrics: dict[str, float], stats: dict, build_seconds: float) -> dict[str, Any]:
+        src = recipe.source
+        record = self.data_record(src)
+        info = record["info"]
+        accs = [m["test_accuracy"] for m in net_meta]
+        prov = {
+            "dataset": src.dataset,
+            "dataset_provenance": record["provenance"],
+            "source_architecture": f"{src.arch} (training/source_nets.py)",
+            "source_widths": list(src.widths),
+            "source_layers": list(recipe.layers),
+            "source_training": f"{src.epochs} epochs, batch {src.batch_size}, Adam lr {src.lr:g} decaying linearly to 0, "
+                               f"L2 {src.l2:g} x sum of squared weights added to the cross-entropy",
+            "num_source_nets": len(nets),
+            "source_seeds": [m["seed"] for m in net_meta],
+            "heldout_source_nets": kmeta["heldout_nets"],
+            "source_test_accuracy": [round(a, 4) for a in accs],
+            "source_test_accuracy_mean": round(float(np.mean(accs)), 4),
+            "kernels_total": kmeta["kernels_total"],
+            "kernels_kept": kmeta["kernels_kept"],
+            "kernels_train": kmeta["train_kept"],
+            "kernels_heldout": kmeta["heldout_kept"],
+            "vae_train_kernels": n_train,
+            "norm_threshold": kmeta["threshold"],
+            "norm_threshold_method": kmeta["threshold_method"],
+            "vae_training": f"{recipe.vae_epochs} epochs, batch {recipe.vae_batch_size}, Adam lr {recipe.vae_lr:g} "
+                            "decaying linearly to 0, maximising the ELBO (eq. 4)",
+            "epochs": recipe.vae_epochs,
+            "heldout_elbo": round(metrics["heldout_elbo"], 4),
+            "heldout_iwae_loglik": round(metrics["heldout_iwae_loglik"], 4),
+            "iwae_samples": recipe.iwae_samples,
+            "iwae_kernels": int(metrics["iwae_kernels"]),
+            "train_iwae_loglik": round(metrics["train_iwae_loglik"], 4),
+            "heldout_fullcov_gaussian_loglik": round(metrics["heldout_fullcov_gaussian_loglik"], 4),
+            "heldout_isotropic_gaussian_loglik": round(metrics["heldout_isotropic_gaussian_loglik"], 4),
+            "loglik_units": "nats per kernel, mean over held-out kernels (all kernels of the held-out source nets)",
+            "vae_train_seconds": round(stats["seconds"], 1),
+            "source_train_seconds": round(sum(m["train_seconds"] for m in net_meta), 1),
+            "build_seconds_this_run": round(build_seconds, 1),
+            "device": f"{self.accelerator.device} x{self.accelerator.num_processes} "
+                      f"({torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'})",
+            "dwp_hub_version": dwp_hub.__version__,
+            "torch_version": torch.__version__,
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+            "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}",
+            "tiny": self.tiny,
+        }
+        if "num_fonts" in info:
+            prov["fonts"] = info["num_fonts"]
+            prov["font_families"] = info["num_families"]
+            prov["font_files_train"] = info["train_fonts"]
+            prov["font_files_test"] = info["test_fonts"]
+        if "train_images" in info:
+            prov["images_train"], prov["images_test"] = info["train_images"], info["test_images"]
+        return prov
+
+    def _figures(self, recipe: PriorRecipe, prior: DWPrior, train: torch.Tensor) -> None:
+        work = self.work / recipe.name
+        g = torch.Generator().manual_seed(self.seed)
+        save_png(kernel_grid(prior.sample(64, generator=g)), work / "samples.png")
+        save_png(kernel_grid(train[torch.randperm(len(train), generator=g)[:64]]), work / "source_kernels.png")
+
+    def _write_folder(self, target: Path, prior: DWPrior, metrics: dict[str, float], train: torch.Tensor,
+                      heldout: torch.Tensor) -> None:
+        staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            prior.save_pretrained(staging, card=_card(prior, metrics))
+            g = torch.Generator().manual_seed(self.seed)
+            sample = {split: t[torch.randperm(len(t), generator=g)[:MAX_SHIPPED_KERNELS]].contiguous()
+                      for split, t in (("train", train), ("heldout", heldout))}
+            from safetensors.torch import save_file
+
+            save_file(sample, str(staging / KERNELS_NAME),
+                      metadata={"note": f"random subsets (at most {MAX_SHIPPED_KERNELS}) of the train / held-out "
+                                        "source kernels this prior was fitted to / scored on"})
+            _replace_folder(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def _card(prior: DWPrior, metrics: dict[str, float]) -> str:
+    """README.md from the publishing template (training/card.py) — or the runtime's minimal card without it."""
+    try:
+        from .card import render_card
+    except ImportError:
+        from dwp_hub.card import default_card
+
+        return default_card(prior.config)
+    return render_card(prior.config, {k: v for k, v in metrics.items() if math.isfinite(v)})
+
+
+def _subset(data: torch.utils.data.TensorDataset, n: int) -> torch.utils.data.TensorDataset:
+    return torch.utils.data.TensorDataset(*(t[:n] for t in data.tensors))
+
+
+def _replace_folder(src: Path, target: Path) -> None:
+    """Rename `src` onto `target`, replacing an existing folder without ever leaving a half-written one."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        src.rename(target)
+        shutil.rmtree(old)
+    else:
+        src.rename(target)
+
+
+def install_bundled(folder: str | Path, name: str | None = None) -> Path:
+    """Copy a built prior folder into ``dwp_hub/bundled/<org>--<name>/`` (default org ``dwp``), atomically."""
+    from dwp_hub.resolve import BUNDLED_DIR, DEFAULT_ORG
+
+    folder = Path(folder)
+    DWPrior.from_folder(folder)  # refuse to bundle anything that does not load
+    repo_id = name or f"{DEFAULT_ORG}/{folder.name}"
+    if repo_id.count("/") != 1:
+        raise ValueError(f"bundle name must be ORG/NAME, got {repo_id!r}")
+    target = BUNDLED_DIR / repo_id.replace("/", "--")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for f in PRIOR_FOLDER_FILES:
+            if (folder / f).is_file():
+                shutil.copy2(folder / f, staging / f)
+        _replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

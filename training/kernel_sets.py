@@ -1,0 +1,124 @@
+"""Source kernel sets (paper §3.3): every k×k kernel of the chosen layers, small-norm ones dropped, split.
+
+With L2 regularisation many kernels of a source net shrink towards zero: they do not affect predictions
+(Molchanov et al., 2017) but would crowd the prior's training set with noise. The norm threshold is read
+off the histogram of log10 norms — the trough between the mode of near-zero kernels and the mode of
+used ones. If the histogram has no such trough (one mode only), kernels below 1/10 of the median norm
+are dropped instead. The method, the threshold and the counts are recorded.
+
+Kernels are split by source network: all kernels of the held-out nets form the held-out set, so the
+held-out log-likelihood measures how well a prior generalises to a network it has not seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import load_tensors, save_tensors
+
+HIST_BINS = 80
+SMOOTH_BINS = 5
+MIN_TROUGH_DEPTH = 0.5  # the trough must be below half of the smaller of the two peaks around it
+FALLBACK_FRACTION_OF_MEDIAN = 0.1
+MIN_PEAK_HEIGHT = 0.1  # a mode counts if its smoothed height is at least this fraction of the main mode's
+
+
+@dataclass
+class Threshold:
+    value: float
+    method: str
+
+
+def layer_kernels(state: dict[str, torch.Tensor], layer: str, kernel_size: int) -> torch.Tensor:
+    """All (k, k) kernels of conv layer `layer` in a state dict, as (out·in, k, k) float32."""
+    w = state[f"{layer}.weight"]
+    if w.dim() != 4 or tuple(w.shape[2:]) != (kernel_size, kernel_size):
+        raise ValueError(f"layer {layer} has weight shape {tuple(w.shape)}, not {kernel_size}x{kernel_size} kernels")
+    return w.detach().float().reshape(-1, kernel_size, kernel_size)
+
+
+def choose_threshold(norms: np.ndarray) -> Threshold:
+    """Norm threshold from the histogram of log10 norms (see the module docstring)."""
+    logn = np.log10(np.clip(norms, 1e-12, None))
+    counts, edges = np.histogram(logn, bins=HIST_BINS)
+    smooth = np.convolve(counts, np.ones(SMOOTH_BINS) / SMOOTH_BINS, mode="same")
+    main = int(np.argmax(smooth))
+    pairs = []  # (lower peak, upper peak) around the main mode: the small-norm mode may be either one
+    if main > 1:
+        pairs.append((int(np.argmax(smooth[:main])), main))
+    if main < HIST_BINS - 2:
+        pairs.append((main, main + 1 + int(np.argmax(smooth[main + 1:]))))
+    best = None
+    for lo, hi in pairs:
+        if hi - lo < 2 or min(smooth[lo], smooth[hi]) < MIN_PEAK_HEIGHT * smooth[main]:
+            continue
+        trough = lo + int(np.argmin(smooth[lo:hi + 1]))
+        depth = smooth[trough] / min(smooth[lo], smooth[hi])
+        if depth < MIN_TROUGH_DEPTH and (best is None or depth < best[0]):
+            best = (depth, trough)
+    if best is not None:
+        trough = best[1]
+        value = float(10 ** ((edges[trough] + edges[trough + 1]) / 2))
+        return Threshold(value, f"trough of the log10-norm histogram ({HIST_BINS} bins, smoothed over "
+                                f"{SMOOTH_BINS}) between the small-norm mode and the mode of used kernels")
+    value = float(FALLBACK_FRACTION_OF_MEDIAN * np.median(norms))
+    return Threshold(value, f"no trough in the log10-norm histogram: {FALLBACK_FRACTION_OF_MEDIAN:g} x median norm")
+
+
+def plot_norm_histogram(norms: np.ndarray, threshold: Threshold, title: str, path: Path) -> Path:
+    """PNG of the log10-norm histogram with the threshold marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.hist(np.log10(np.clip(norms, 1e-12, None)), bins=HIST_BINS, color="0.35")
+    ax.axvline(np.log10(threshold.value), color="tab:red", label=f"threshold {threshold.value:.3g}")
+    kept = int((norms >= threshold.value).sum())
+    ax.set(xlabel="log10 ||w||", ylabel="kernels", title=f"{title}: kept {kept:,} of {len(norms):,}")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def build_kernel_set(nets: list[Path], layers: tuple[str, ...], kernel_size: int, heldout_nets: int,
+                     out: Path, hist_png: Path, title: str) -> dict[str, Any]:
+    """Collect, filter and split the kernels of `layers` from the source-net files `nets`; write `out`.
+
+    `out` (safetensors) holds "train" and "heldout" (n, k, k) float32 and "train_net"/"heldout_net"
+    (index of the source net of each kernel); its metadata records everything needed to redo it.
+    """
+    if heldout_nets < 1 or heldout_nets >= len(nets):
+        raise ValueError(f"need at least one training and one held-out source net, got {len(nets)} nets, "
+                         f"{heldout_nets} held out")
+    per_net = []
+    for path in nets:
+        state, _ = load_tensors(path)
+        per_net.append(torch.cat([layer_kernels(state, layer, kernel_size) for layer in layers]))
+    all_k = torch.cat(per_net)
+    net_of = torch.cat([torch.full((len(k),), i) for i, k in enumerate(per_net)])
+    norms = all_k.flatten(1).norm(dim=1).numpy()
+    threshold = choose_threshold(norms)
+    plot_norm_histogram(norms, threshold, title, hist_png)
+    keep = torch.from_numpy(norms >= threshold.value)
+    held = net_of >= len(nets) - heldout_nets
+    meta = {
+        "kernel_size": kernel_size, "layers": list(layers), "source_nets": [p.name for p in nets],
+        "heldout_nets": [p.name for p in nets[len(nets) - heldout_nets:]],
+        "kernels_total": int(len(all_k)), "kernels_kept": int(keep.sum()),
+        "train_kept": int((keep & ~held).sum()), "heldout_kept": int((keep & held).sum()),
+        "threshold": threshold.value, "threshold_method": threshold.method,
+        "norm_median": float(np.median(norms)), "norm_mean_kept": float(norms[keep.numpy()].mean()) if keep.any() else 0.0,
+    }
+    save_tensors(out, {"train": all_k[keep & ~held], "heldout": all_k[keep & held],
+                       "train_net": net_of[keep & ~held], "heldout_net": net_of[keep & held]}, meta)
+    return meta

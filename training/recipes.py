@@ -1,0 +1,84 @@
+"""Build recipes: for each prior name, the data, source networks, kernel layers and VAE schedule.
+
+Priors that share a ``SourceRecipe`` share its trained networks (e.g. notmnist-7x7 and notmnist-5x5 take
+the first and second layer of the same nets). ``tiny()`` shrinks a recipe to seconds on a CPU, for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class SourceRecipe:
+    """A family of independently seeded source CNNs trained on one data set."""
+
+    name: str
+    dataset: str
+    arch: str
+    widths: tuple[int, ...]
+    num_nets: int
+    heldout_nets: int  # the last nets' kernels form the held-out kernel split
+    epochs: int
+    batch_size: int = 128
+    l2: float = 1e-3  # coefficient of the sum of squared weights added to the loss (paper: 1e-3 notMNIST, 1e-4 CIFAR)
+    lr: float = 1e-3
+
+    def tiny(self) -> "SourceRecipe":
+        widths = {"fconv-mnist": (8, 8), "conv3x3-mnist": (4, 8, 8), "cifar-net": (4, 8, 8, 8)}[self.arch]
+        return replace(self, name=f"{self.name}-tiny", widths=widths, num_nets=2, heldout_nets=1, epochs=1, batch_size=64)
+
+
+@dataclass(frozen=True)
+class PriorRecipe:
+    """One prior: which kernels of which source nets, and how the VAE is fitted and evaluated."""
+
+    name: str
+    domain: str
+    kernel_size: int
+    source: SourceRecipe
+    layers: tuple[str, ...]
+    vae_epochs: int
+    max_train_kernels: int = 100_000  # random subset of the kept training kernels the VAE sees
+    vae_batch_size: int = 128
+    vae_lr: float = 1e-3
+    iwae_samples: int = 1000
+    iwae_kernels: int = 2000
+    tiny_build: bool = False
+
+    def tiny(self) -> "PriorRecipe":
+        return replace(self, source=self.source.tiny(), vae_epochs=2, max_train_kernels=2000, iwae_samples=20,
+                       iwae_kernels=50, tiny_build=True)
+
+
+NOTMNIST_FCONV = SourceRecipe("notmnist-fconv", "notmnist-style", "fconv-mnist", (256, 128), num_nets=16,
+                              heldout_nets=2, epochs=5, batch_size=256)
+NOTMNIST_CONV3 = SourceRecipe("notmnist-conv3x3", "notmnist-style", "conv3x3-mnist", (32, 64, 64), num_nets=12,
+                              heldout_nets=2, epochs=5, batch_size=256)
+MNIST5K_FCONV = SourceRecipe("mnist5k-fconv", "mnist-5k", "fconv-mnist", (256, 128), num_nets=12, heldout_nets=2,
+                             epochs=20)
+MNIST5K_CONV3 = SourceRecipe("mnist5k-conv3x3", "mnist-5k", "conv3x3-mnist", (32, 64, 64), num_nets=12,
+                             heldout_nets=2, epochs=20)
+CIFAR100_NET = SourceRecipe("cifar100-net", "cifar100", "cifar-net", (128, 256, 256, 512), num_nets=10,
+                            heldout_nets=2, epochs=300, l2=1e-4)
+
+RECIPES: dict[str, PriorRecipe] = {
+    r.name: r
+    for r in (
+        PriorRecipe("notmnist-7x7", "notmnist", 7, NOTMNIST_FCONV, ("features.0",), vae_epochs=300),
+        PriorRecipe("notmnist-5x5", "notmnist", 5, NOTMNIST_FCONV, ("features.3",), vae_epochs=20),
+        PriorRecipe("notmnist-3x3", "notmnist", 3, NOTMNIST_CONV3, ("features.3", "features.6"), vae_epochs=30),
+        PriorRecipe("mnist-7x7", "mnist", 7, MNIST5K_FCONV, ("features.0",), vae_epochs=300),
+        PriorRecipe("mnist-5x5", "mnist", 5, MNIST5K_FCONV, ("features.3",), vae_epochs=30),
+        PriorRecipe("mnist-3x3", "mnist", 3, MNIST5K_CONV3, ("features.3", "features.6"), vae_epochs=30),
+        PriorRecipe("cifar100-7x7", "cifar", 7, CIFAR100_NET, ("features.0",), vae_epochs=300),
+        PriorRecipe("cifar100-5x5", "cifar", 5, CIFAR100_NET, ("features.4", "features.7", "features.10"),
+                    vae_epochs=30),
+    )
+}
+
+
+def get_recipe(name: str, tiny: bool = False) -> PriorRecipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown prior {name!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[name].tiny() if tiny else RECIPES[name]
