@@ -65,7 +65,7 @@ class BayesianizeReport:
             status = "converted" if r.converted else f"kept: {r.reason}"
             rows.append(f"{r.name:40} {k:>7} {r.kernels:>9,}  {(r.prior or '-'):28} {status}")
         n = sum(r.kernels for r in self.converted)
-        rows.append(f"{len(self.converted)} of {len(self.layers)} convolutions converted ({n:,} kernels)")
+        rows.append(f"{len(self.converted)} of {len(self.layers)} convolution layers converted ({n:,} kernels)")
         return "\n".join(rows)
 
 
