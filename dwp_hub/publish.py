@@ -126,7 +126,8 @@ def validate_folder(folder: str | os.PathLike) -> "DWPrior":
             raise PriorFormatError(f"{kernels}: {problem}")
     pickles = [p.name for p in _folder_files(folder).values() if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
-        raise PublishError(f"{folder}: refusing to publish pickle-format file(s) {sorted(pickles)}; priors are safetensors only")
+        raise PublishError(f"{folder}: refusing to publish pickle-format file(s) {sorted(pickles)}; "
+                           "priors are safetensors only")
     return prior
 
 
@@ -227,7 +228,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None
                 api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
         remote = api.model_info(repo_id, revision=target, token=token)
         remote_files = {s.rfilename for s in remote.siblings or []}
-        operations: list = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+        operations: list = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path))
+                            for name, path in files.items()]
         operations += [CommitOperationDelete(path_in_repo=name) for name in PRIOR_FILES
                        if name in remote_files and name not in files]
         info = api.create_commit(repo_id, operations, commit_message=message, revision=target,

@@ -158,7 +158,7 @@ class HubState:
         self.unknown_routes: list[tuple[str, str]] = []
         self.faults: dict[tuple[str, str], Fault] = {}
         self.secret = hashlib.sha256(str(time.time_ns()).encode()).digest()
-        self.hold: dict[str, threading.Event] | None = None
+        self.hold: threading.Event | None = None  # set: let held uploads go on
         self.upload_started = threading.Event()
         self.aborted_uploads = 0
         self.finished_uploads = 0  # complete bodies received by the CDN
@@ -259,7 +259,7 @@ class HubState:
         Whatever the client had already pushed into the socket is still read after the pause; the rest
         of the body is lost if the client died meanwhile (counted in ``aborted_uploads``)."""
         release = threading.Event()
-        self.hold = {"release": release}
+        self.hold = release
         self.upload_started.clear()
         return release
 
@@ -405,9 +405,12 @@ class _Handler(BaseHTTPRequestHandler):
                 state.unknown_routes.append((self.command, url.path))
             self._json(404, {"error": "Sorry, we can't find the page you are looking for."})
             return
-        fault = state.faults.get((self.command, self.route))
-        if fault is not None and fault.times > 0:
-            fault.times -= 1
+        with state.lock:
+            fault = state.faults.get((self.command, self.route))
+            inject = fault is not None and fault.times > 0
+            if inject:
+                fault.times -= 1
+        if inject:
             self.close_connection = not self._consumed
             self._json(fault.status, {"error": fault.message}, {"X-Error-Message": fault.message})
             return
@@ -847,7 +850,7 @@ def _cdn_put(h: _Handler, repo_id: str, oid: str) -> None:
         first = h.rfile.read(min(1024, size))
         if hold is not None:
             state.upload_started.set()
-            hold["release"].wait(30)
+            hold.wait(30)
         content = first + h.rfile.read(size - len(first))
     except OSError:
         content = b""
@@ -902,7 +905,7 @@ class HubServer:
 
     def __exit__(self, *exc) -> None:
         if self.state.hold is not None:
-            self.state.hold["release"].set()
+            self.state.hold.set()
         for s in (self._hub, self._cdn):
             s.shutdown()
             s.server_close()

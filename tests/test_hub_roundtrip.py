@@ -17,7 +17,8 @@ PRIVATE = "org/private-prior"
 TOKEN = "hf_alice_write"
 
 # Runs in a client process: load each requested name (into the HF cache of HF_HOME) and compare it with a
-# local folder, tensor by tensor, config field by field and file by file. Prints one JSON line.
+# local folder, tensor by tensor, config field by field and file by file; then try to download the
+# (repo, file) pairs of the optional second argument with hf_hub_download. Prints one JSON line.
 COMPARE = r"""
 import hashlib, json, sys
 from pathlib import Path
@@ -49,6 +50,12 @@ for name, folder in json.loads(sys.argv[1]).items():
         "blobs": all(blob_named_by_etag(f) for f in got.source.path.iterdir()),
         "source": got.source.source, "revision": got.source.revision,
     }
+for repo, filename in json.loads(sys.argv[2]) if len(sys.argv) > 2 else []:
+    from huggingface_hub import hf_hub_download
+    try:
+        out[f"{repo}/{filename}"] = hf_hub_download(repo, filename)
+    except Exception as e:
+        out[f"{repo}/{filename}"] = type(e).__name__
 print(json.dumps(out))
 """
 
@@ -70,6 +77,11 @@ print(json.dumps({"main": main.commit, "changed": main.changed, "files": list(ma
                   "dev": branch.commit, "pr": pr.commit, "pr_revision": pr.revision, "pr_url": pr.pr_url,
                   "private": private.commit}))
 """
+
+
+def loaded(revision: str) -> dict:
+    """What COMPARE reports for a name that loaded from the Hub at `revision`, identical to its folder."""
+    return {"tensors": True, "config": True, "files": True, "blobs": True, "source": "hub", "revision": revision}
 
 
 def last_json(proc) -> dict:
@@ -110,7 +122,8 @@ def fetched(hub, folders, published, tmp_path_factory):
     c1 = published["commit"]
     names = {REPO: str(folders["v1"]), f"{REPO}@{c1}": str(folders["v1"]), "org/never-published": str(folders["v1"])}
     before = len(hub.state.log)
-    result = last_json(run_python(COMPARE, client_env(hub.url, home), json.dumps(names)))
+    probes = [[REPO, "no-such-file.txt"]]
+    result = last_json(run_python(COMPARE, client_env(hub.url, home), json.dumps(names), json.dumps(probes)))
     return {"home": home, "result": result, "log": hub.state.log[before:]}
 
 
@@ -147,7 +160,8 @@ def test_load_back_by_name_and_by_commit_is_bit_identical(published, fetched):
     c1 = published["commit"]
     for name in (REPO, f"{REPO}@{c1}"):
         got = fetched["result"][name]
-        assert got == {"tensors": True, "config": True, "files": True, "blobs": True, "source": "hub", "revision": c1}, name
+        assert got == loaded(c1), name
+    assert fetched["result"][f"{REPO}/no-such-file.txt"] == "RemoteEntryNotFoundError"
     assert fetched["result"]["org/never-published"]["error"].startswith(
         "PriorNotFoundError: no prior named 'org/never-published': no such local folder; RepositoryNotFoundError")
     routes = {(m, r, s) for m, r, s, _ in fetched["log"]}
@@ -166,7 +180,7 @@ def test_offline_uses_the_cache_and_refuses_uncached_names(hub, folders, publish
     result = last_json(run_python(COMPARE, client_env(hub.url, fetched["home"], offline=True), json.dumps(names)))
     assert len(hub.state.log) == before  # not a single request
     for name in (REPO, f"{REPO}@{c1}"):
-        assert result[name] == {"tensors": True, "config": True, "files": True, "blobs": True, "source": "hub", "revision": c1}
+        assert result[name] == loaded(c1), name
     error = result["org/never-published"]["error"]
     assert error.startswith("PriorNotFoundError: no prior named 'org/never-published'")
     assert "offline" in error
@@ -197,5 +211,4 @@ def test_second_push_makes_a_new_commit_and_the_old_one_still_resolves(hub, fold
     expected_revision = {REPO: c2, f"{REPO}@{c1}": c1, f"{REPO}@dev": pushed["dev"], f"{REPO}@refs/pr/1": pushed["pr"],
                          PRIVATE: pushed["private"]}
     for name, revision in expected_revision.items():
-        assert result[name] == {"tensors": True, "config": True, "files": True, "blobs": True, "source": "hub",
-                                "revision": revision}, name
+        assert result[name] == loaded(revision), name

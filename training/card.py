@@ -109,7 +109,9 @@ def _eval_results(config: PriorConfig, metrics: dict[str, float]) -> list[EvalRe
     for key, (metric_type, metric_name) in INDEXED_METRICS.items():
         if key not in metrics:
             continue
-        args = {"num_samples": int(metrics["iwae_samples"])} if key == "heldout_iwae_loglik" and "iwae_samples" in metrics else None
+        args = None
+        if key == "heldout_iwae_loglik" and "iwae_samples" in metrics:
+            args = {"num_samples": int(metrics["iwae_samples"])}
         results.append(EvalResult(
             task_type="density-estimation", task_name="Density estimation of convolution kernels",
             dataset_type="source-kernels", dataset_name=f"Held-out {k}x{k} source kernels ({config.domain})",
