@@ -142,6 +142,25 @@ def test_ties_names_errors_and_options(tmp_path, priors):
         bayesianize(nn.Conv2d(1, 1, 3), "normal")
 
 
+def test_paper_mnist_net_with_the_bundled_priors_and_baselines():
+    """Appendix H.2's Bayesian MNIST net with each of the paper's priors, by name as a user would write it."""
+    torch.manual_seed(0)
+
+    def net():
+        return nn.Sequential(nn.Conv2d(1, 32, 7), nn.LeakyReLU(0.01), nn.MaxPool2d(2), nn.Conv2d(32, 128, 5),
+                             nn.LeakyReLU(0.01), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1152, 10))
+
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    gaussians = {k: MultivariateGaussianPrior.from_pretrained(f"dwp/notmnist-{k}x{k}") for k in (7, 5)}
+    for spec in ({7: "dwp/notmnist-7x7", 5: "dwp/notmnist-5x5"}, gaussians, "normal", "log-uniform"):
+        model = net()
+        report = bayesianize(model, spec, subsample=16)
+        assert len(report.converted) == 2 and report.layers[1].kernels == 4096
+        loss = elbo_loss(model(x), y, kl(model), dataset_size=50)
+        loss.backward()
+        assert torch.isfinite(loss) and model[3].log_sigma2.grad.abs().sum() > 0
+
+
 def test_elbo_loss_scales_the_data_term_to_the_dataset():
     logits, y = torch.randn(4, 10), torch.tensor([0, 3, 3, 9])
     nll_sum = -F.log_softmax(logits, -1)[torch.arange(4), y].sum()

@@ -1,0 +1,154 @@
+"""Training-step cost of variational inference with each prior, on the paper's MNIST net, measured side by side.
+
+    python training/benchmarks/bench_kl.py                       # step-time ratios (about a minute)
+    python training/benchmarks/bench_kl.py --accuracy-steps 300  # + short MNIST-5k runs: full vs subsampled KL
+
+The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
+128. One step is forward, negative ELBO (``elbo_loss`` with ``kl(model)``), backward and an Adam update.
+Variants run round-robin, one step each per round, so a busy CPU slows them all alike; the table gives
+median step times and their ratio to the N(0,1) step. The DWP priors are the bundled dwp/notmnist-7x7 and
+-5x5. The KL-noise table gives the spread of the full and subsampled KL estimates at initialisation, beside
+that of the data term, for scale; whether the extra noise matters is what the accuracy runs show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `training`
+
+from dwp_hub import DWPrior, bayesianize, elbo_loss, evaluate, kl  # noqa: E402
+from training.datasets import mnist_5k  # noqa: E402
+from training.source_nets import FConvMNIST  # noqa: E402
+
+
+def build(variant: str, priors: dict[int, DWPrior], subsample: int) -> torch.nn.Module:
+    """The paper's MNIST net with its conv layers made Bayesian under `variant`'s prior."""
+    model = FConvMNIST(widths=(32, 128))
+    if variant == "deterministic":
+        return model
+    spec = {"normal": "normal", "log-uniform": "log-uniform"}.get(variant, priors)
+    bayesianize(model, spec, subsample=subsample if variant == "dwp-subsampled" else None)
+    return model
+
+
+def step_fn(model: torch.nn.Module, dataset_size: int):
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    has_kl = any(hasattr(m, "log_sigma2") for m in model.modules())
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        logits = model(x)
+        kl_term = kl(model) if has_kl else torch.zeros(())
+        loss = elbo_loss(logits, y, kl_term, dataset_size)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def time_steps(variants: list[str], priors, args, x_all, y_all) -> dict[str, list[float]]:
+    torch.manual_seed(args.seed)
+    steps = {v: step_fn(build(v, priors, args.subsample).train(), len(x_all)) for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    g = torch.Generator().manual_seed(args.seed)
+    for r in range(args.warmup + args.steps):
+        idx = torch.randint(0, len(x_all), (args.batch,), generator=g)
+        x, y = x_all[idx], y_all[idx]
+        for v in variants:
+            t0 = time.perf_counter()
+            steps[v](x, y)
+            if r >= args.warmup:
+                times[v].append(time.perf_counter() - t0)
+    return times
+
+
+@torch.no_grad()
+def kl_noise(priors, args, x_all, y_all) -> list[tuple[str, float, float, float]]:
+    """(variant, mean KL, std of the KL estimate, std of the data term N·NLL over batches) at initialisation."""
+    rows = []
+    for v in ("dwp-full", "dwp-subsampled"):
+        torch.manual_seed(args.seed)
+        model = build(v, priors, args.subsample).train()
+        kls = torch.tensor([kl(model).item() for _ in range(args.noise_draws)])
+        g = torch.Generator().manual_seed(args.seed)
+        data = []
+        for _ in range(args.noise_draws):
+            idx = torch.randint(0, len(x_all), (args.batch,), generator=g)
+            data.append(elbo_loss(model(x_all[idx]), y_all[idx], torch.zeros(()), len(x_all)).item())
+        rows.append((v, kls.mean().item(), kls.std().item(), torch.tensor(data).std().item()))
+    return rows
+
+
+def accuracy_runs(priors, args, data) -> list[tuple[str, float, float, float]]:
+    """Train DWP-VI with the full and the subsampled bound for the same steps; 10-sample ensemble accuracy."""
+    x_all, y_all = data.train.tensors
+    rows = []
+    for v in ("dwp-full", "dwp-subsampled", "normal"):
+        torch.manual_seed(args.seed)
+        model = build(v, priors, args.subsample).train()
+        step = step_fn(model, len(x_all))
+        g = torch.Generator().manual_seed(args.seed)
+        t0 = time.perf_counter()
+        for _ in range(args.accuracy_steps):
+            idx = torch.randint(0, len(x_all), (args.batch,), generator=g)
+            step(x_all[idx], y_all[idx])
+        seconds = time.perf_counter() - t0
+        torch.manual_seed(args.seed + 1)
+        xt, yt = data.test.tensors
+        metrics = evaluate(model, [(xt[i:i + 500], yt[i:i + 500]) for i in range(0, len(xt), 500)], num_samples=10)
+        rows.append((v, metrics["accuracy"], metrics["nll"], seconds))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--subsample", type=int, default=64, help="kernels per layer for the subsampled DWP bound")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--noise-draws", type=int, default=30, help="draws for the KL-noise table (0: skip)")
+    ap.add_argument("--accuracy-steps", type=int, default=0, help="if > 0: short MNIST-5k runs, full vs subsampled")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    priors = {7: DWPrior.from_pretrained("dwp/notmnist-7x7"), 5: DWPrior.from_pretrained("dwp/notmnist-5x5")}
+    data = mnist_5k(seed=args.seed)
+    x_all, y_all = data.train.tensors
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, "
+          f"{args.steps} timed steps per variant; DWP subsample {args.subsample} kernels per layer; "
+          f"data: MNIST-5k train split ({len(x_all)} images)")
+
+    variants = ["deterministic", "normal", "log-uniform", "dwp-full", "dwp-subsampled"]
+    times = time_steps(variants, priors, args, x_all, y_all)
+    base = statistics.median(times["normal"])
+    print(f"\n{'variant':16} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17}")
+    det = statistics.median(times["deterministic"])
+    for v in variants:
+        med = statistics.median(times[v])
+        print(f"{v:16} {1000 * med:9.1f} ms {med / base:9.2f}x {med / det:16.2f}x")
+
+    if args.noise_draws > 0:
+        print(f"\nKL estimate at initialisation over {args.noise_draws} draws (nats), against the data term N·NLL:")
+        print(f"{'variant':16} {'mean KL':>12} {'std KL':>10} {'std data term':>14}")
+        for v, mean, std, data_std in kl_noise(priors, args, x_all, y_all):
+            print(f"{v:16} {mean:12.1f} {std:10.1f} {data_std:14.1f}")
+
+    if args.accuracy_steps > 0:
+        print(f"\n{args.accuracy_steps} training steps each on MNIST-5k ({len(x_all)} train / "
+              f"{len(data.test.tensors[0])} test), 10-sample ensemble:")
+        print(f"{'variant':16} {'test acc':>9} {'test NLL':>9} {'train time':>11}")
+        for v, acc, nll, seconds in accuracy_runs(priors, args, data):
+            print(f"{v:16} {acc:9.4f} {nll:9.4f} {seconds:9.1f} s")
+
+
+if __name__ == "__main__":
+    main()
