@@ -31,7 +31,7 @@ def test_metadata_parses_with_library_tags_paper_and_metrics():
     assert card.data.model_name == "dwp/notmnist-7x7"
     assert "300 items: Font 0" in card.text and "Font 299" not in card.text
     assert "| `norm_threshold` | 0.0123 |" in card.text
-    assert "| kernels kept for training | 2,345 |" in card.text
+    assert "| kernels kept (norm above the threshold) | 2,345 |" in card.text
 
 
 @pytest.mark.parametrize("k", [7, 5, 3])
@@ -53,3 +53,13 @@ def test_mnist_domain_names_the_hub_dataset_and_repo_id_overrides_name():
 def test_non_finite_metric_is_refused():
     with pytest.raises(ValueError, match="heldout_elbo"):
         render_card(config(), {"heldout_elbo": math.nan})
+
+
+def test_baselines_that_beat_the_vae_are_said_to():
+    metrics = {"heldout_iwae_loglik": 77.4, "heldout_fullcov_gaussian_loglik": 82.9,
+               "heldout_isotropic_gaussian_loglik": 66.6}
+    text = render_card(config(), metrics)
+    assert ("IWAE log-likelihood (77.4) is **below** the 82.9 of a full-covariance Gaussian" in text
+            and "above the 66.6 of an isotropic Gaussian" in text and "not the best density model" in text)
+    better = render_card(config(), {**metrics, "heldout_iwae_loglik": 90.0})
+    assert "**below**" not in better and "not the best" not in better

@@ -38,14 +38,24 @@ INDEXED_METRICS = {
     "heldout_elbo": ("elbo", "Held-out ELBO"),
     "heldout_iwae_loglik": ("iwae-log-likelihood", "Held-out IWAE log-likelihood"),
 }
+# Rows of the "Measured quality" table, in this order; other metrics follow under their own names.
 METRIC_LABELS = {
-    "heldout_elbo": "held-out ELBO (nats per kernel)",
     "heldout_iwae_loglik": "held-out IWAE log-likelihood (nats per kernel)",
+    "heldout_elbo": "held-out ELBO (nats per kernel)",
+    "heldout_fullcov_gaussian_loglik": "held-out log-likelihood, full-covariance Gaussian baseline",
+    "heldout_isotropic_gaussian_loglik": "held-out log-likelihood, isotropic Gaussian baseline",
+    "train_iwae_loglik": "training-kernel IWAE log-likelihood (nats per kernel)",
     "iwae_samples": "IWAE importance samples K",
-    "kernels_kept": "kernels kept for training",
+    "iwae_kernels": "held-out kernels scored",
+    "kernels_kept": "kernels kept (norm above the threshold)",
     "num_source_nets": "source networks",
     "epochs": "VAE training epochs",
     "train_seconds": "VAE training time (s)",
+}
+# Baselines fitted to the same training kernels, which the VAE's held-out IWAE log-likelihood is compared with.
+BASELINES = {
+    "heldout_fullcov_gaussian_loglik": "a full-covariance Gaussian fitted to the same training kernels (as in paper appendix C)",
+    "heldout_isotropic_gaussian_loglik": "an isotropic Gaussian fitted to the same training kernels",
 }
 # Longest rendering of one provenance value in the table; the full record stays in config.json.
 MAX_CELL_CHARS = 300
@@ -91,6 +101,21 @@ def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in rows]
     return "\n".join(lines)
+
+
+def _comparison(metrics: dict[str, float]) -> str:
+    """One sentence placing the VAE's held-out log-likelihood against each baseline, whichever way it falls."""
+    if "heldout_iwae_loglik" not in metrics:
+        return ""
+    vae = metrics["heldout_iwae_loglik"]
+    parts = [f"{'above' if vae >= metrics[key] else '**below**'} the {_format_number(metrics[key])} of {what}"
+             for key, what in BASELINES.items() if key in metrics]
+    if not parts:
+        return ""
+    text = f"On held-out kernels this VAE's IWAE log-likelihood ({_format_number(vae)}) is " + "; ".join(parts) + "."
+    if any(vae < metrics[key] for key in BASELINES if key in metrics):
+        text += " By this measure the VAE is not the best density model of these kernels among those compared."
+    return text
 
 
 def _hub_datasets(config: PriorConfig) -> list[str]:
@@ -141,7 +166,8 @@ def render_card(config: PriorConfig, metrics: dict[str, float], repo_id: str | N
     provenance = sorted(config.provenance.items())
     provenance_table = (_table([(f"`{key}`", _format_value(v)) for key, v in provenance], ("recorded", "value"))
                         if provenance else "(nothing recorded)")
-    metrics_table = _table([(METRIC_LABELS.get(key, key), _format_value(v)) for key, v in metrics.items()],
+    ordered = [k for k in METRIC_LABELS if k in metrics] + sorted(k for k in metrics if k not in METRIC_LABELS)
+    metrics_table = _table([(METRIC_LABELS.get(key, f"`{key}`"), _format_value(metrics[key])) for key in ordered],
                            ("measure", "value")) if metrics else ""
     own_part = CARDS_DIR / f"{repo_id.rsplit('/', 1)[-1]}.md"
     hand_written = own_part.read_text(encoding="utf-8").strip() if own_part.is_file() else ""
@@ -149,6 +175,7 @@ def render_card(config: PriorConfig, metrics: dict[str, float], repo_id: str | N
         card_data, template_path=str(TEMPLATE_PATH),
         k=k, domain=config.domain, architecture=config.architecture, z_dim=config.z_dim,
         var_floor=config.var_floor, arxiv=PAPER_ARXIV, repo_id=repo_id, priors_arg=f'{{{k}: "{repo_id}"}}',
-        provenance_table=provenance_table, metrics_table=metrics_table, hand_written=hand_written,
+        provenance_table=provenance_table, metrics_table=metrics_table, comparison=_comparison(metrics),
+        hand_written=hand_written,
     )
     return str(card).rstrip("\n") + "\n"
