@@ -15,6 +15,7 @@ from torch import nn
 from .architectures import ARCHITECTURES, architecture_for
 from .card import default_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, PriorConfig
+from .decoder_mean import DecoderMean
 from .errors import PriorFormatError
 from .gaussian import bounded_variance, kl_to_standard_normal, log_normal
 from .resolve import ResolvedPrior, resolve_prior
@@ -84,7 +85,8 @@ class DWPrior(nn.Module):
 
         All random numbers are drawn up front (z is only n × z_dim), so the result for a given
         generator does not depend on `chunk_size`; decoding runs `chunk_size` kernels at a time,
-        which bounds the extra memory for millions of kernels.
+        which bounds the extra memory for millions of kernels. Without noise only the decoder mean is
+        evaluated, through DecoderMean (same function, several times faster; see decoder_mean.py).
         """
         ref = self._param()
         opts = dict(dtype=ref.dtype, device=ref.device)
@@ -92,10 +94,14 @@ class DWPrior(nn.Module):
         out = torch.empty(n, self.kernel_size, self.kernel_size, **opts)
         if noise:
             out.normal_(generator=generator)
+        decoder_mean = None if noise else DecoderMean(self.decoder)
         for start in range(0, n, chunk_size):
             part = slice(start, min(n, start + chunk_size))
-            mu, var = self.decode(z[part])
-            out[part] = mu + var.sqrt() * out[part] if noise else mu
+            if noise:
+                mu, var = self.decode(z[part])
+                out[part] = mu + var.sqrt() * out[part]
+            else:
+                out[part] = decoder_mean(z[part])
         return out
 
     # --- densities ---------------------------------------------------------------------------------
