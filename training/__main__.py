@@ -29,10 +29,12 @@ def cli() -> None:
               help="Where CIFAR / MNIST / notMNIST files are or get downloaded (default <out>/work/data/downloads).")
 @click.option("--font-dir", "font_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Font folder for notmnist-style (repeatable; default the system font folders, matplotlib's with --tiny).")
+@click.option("--z-dim", type=click.IntRange(1, 256), default=None,
+              help="Latent size of the VAEs (default: the architecture's paper value, 2 for 7x7 and 3x3, 4 for 5x5).")
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(names: tuple[str, ...], out: str, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
-          install: bool, no_progress: bool) -> None:
+          z_dim: int | None, install: bool, no_progress: bool) -> None:
     """Build the priors NAMES (see `python -m training list`)."""
     from .build import Build, install_bundled
 
@@ -40,7 +42,7 @@ def build(names: tuple[str, ...], out: str, tiny: bool, seed: int, data_root: st
     if unknown:
         raise click.BadParameter(f"unknown prior(s) {unknown}; known: {', '.join(RECIPES)}", param_hint="NAMES")
     b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
-              progress=not no_progress)
+              progress=not no_progress, z_dim=z_dim)
     for name in names:
         folder = b.prior(name)
         if install and b.accelerator.is_main_process:

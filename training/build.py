@@ -24,6 +24,7 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,12 @@ class Build:
     """State shared by the stages of one `build` command: output folders, options, accelerator, log."""
 
     def __init__(self, out: str | Path, tiny: bool = False, seed: int = 0, data_root: str | Path | None = None,
-                 font_dirs: list[str] | None = None, progress: bool = True, accelerator: Accelerator | None = None):
+                 font_dirs: list[str] | None = None, progress: bool = True, accelerator: Accelerator | None = None,
+                 z_dim: int | None = None):
         self.out = Path(out)
         self.work = self.out / "work"
         self.tiny, self.seed, self.data_root, self.font_dirs, self.progress = tiny, seed, data_root, font_dirs, progress
+        self.z_dim = z_dim
         self.accelerator = accelerator or Accelerator()
         self._data: dict[str, ImageData] = {}
         self.log = logging.getLogger("training.build")
@@ -150,7 +153,7 @@ class Build:
     def fit_prior(self, recipe: PriorRecipe, train: torch.Tensor) -> tuple[DWPrior, dict[str, Any]]:
         work = self.work / recipe.name
         torch.manual_seed(self.seed)
-        prior = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain)
+        prior = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain, z_dim=recipe.z_dim)
         objective = loops.NegativeELBO(prior)
         spec = loops.LoopSpec(recipe.vae_epochs, recipe.vae_batch_size, recipe.vae_lr, self.seed, f"VAE {recipe.name}")
         stats = loops.run_training(self.accelerator, objective, (train,), spec, work / "vae.partial.safetensors",
@@ -186,6 +189,8 @@ class Build:
     def prior(self, name: str) -> Path:
         """Build prior `name` (every stage that has not run yet) and return its folder."""
         recipe = get_recipe(name, self.tiny)
+        if self.z_dim is not None:
+            recipe = replace(recipe, z_dim=self.z_dim)
         target = self.out / name
         work = self.work / name
         if (target / CONFIG_NAME).is_file() and (work / "metrics.json").is_file():
@@ -274,7 +279,8 @@ class Build:
             "dwp_hub_version": dwp_hub.__version__,
             "torch_version": torch.__version__,
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-            "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}",
+            "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}"
+                             + (f" --z-dim {recipe.z_dim}" if recipe.z_dim is not None else ""),
             "tiny": self.tiny,
         }
         if "num_fonts" in info:

@@ -44,6 +44,7 @@ class PriorRecipe:
     vae_lr: float = 1e-3
     iwae_samples: int = 1000
     iwae_kernels: int = 2000
+    z_dim: int | None = None  # None: the architecture's paper default (dwp_hub/architectures.py)
     tiny_build: bool = False
 
     def tiny(self) -> "PriorRecipe":
