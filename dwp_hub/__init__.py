@@ -6,6 +6,7 @@ from .config import PriorConfig
 from .dwp_bound import DWPBound
 from .errors import DWPError, PriorFormatError, PriorNotFoundError
 from .gap import LayerGap, approximation_gap
+from .init import InitReport, init_from_prior
 from .prior import DWPrior
 from .resolve import PriorInfo, list_priors
 from .vi import elbo_loss, evaluate, expected_calibration_error, parameter_groups, predict_proba
@@ -29,11 +30,13 @@ __all__ = [
     "elbo_loss",
     "evaluate",
     "expected_calibration_error",
+    "init_from_prior",
     "kl",
     "parameter_groups",
     "predict_proba",
     "DWPError",
     "DWPrior",
+    "InitReport",
     "PriorConfig",
     "PriorFormatError",
     "PriorInfo",

@@ -111,3 +111,65 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, commit_
         click.echo(f"pull request: {result.pr_url}")
     if not result.changed:
         click.echo("(the revision already held exactly these files; no new commit was made)")
+
+
+@main.command("init")
+@click.argument("model_name", metavar="MODEL")
+@click.option("--prior", "priors", multiple=True, required=True,
+              help="Prior name, folder or domain shorthand (notmnist = every bundled dwp/notmnist-KxK); repeatable.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write model.safetensors + config.json into (new, empty, or an earlier output).")
+@click.option("--rescale", type=click.Choice(["match", "fan_in", "none"]), default="match", show_default=True,
+              help="Per-layer scale: the model's own init RMS, Kaiming sqrt(2/fan_in), or raw prior samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model's own init and the sampling.")
+@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classifier outputs (model default if unset).")
+@click.option("--in-chans", type=click.IntRange(min=1), default=None, help="Input channels (timm models only).")
+def init_cmd(model_name: str, priors: tuple[str, ...], out: str, rescale: str, seed: int,
+             num_classes: int | None, in_chans: int | None) -> None:
+    """Initialise MODEL's convolutions from deep weight priors and save it in timm's checkpoint layout.
+
+    MODEL is a timm model name or torchvision:NAME. Every conv whose kernel size has a prior gets one
+    decoder-mean sample per kernel (paper §4.2-4.3); the others keep MODEL's own init. Prints the
+    per-layer report and how to load the result.
+    """
+    from . import __version__
+    from .init import init_from_prior, resolve_priors
+    from .networks import create_network, load_instructions, save_checkpoint, staged_folder
+
+    table = resolve_priors(list(priors))  # a bad prior name fails before any work
+    with staged_folder(out) as tmp:
+        torch.manual_seed(seed)
+        model = create_network(model_name, num_classes=num_classes, in_chans=in_chans)
+        report = init_from_prior(model, [prior for prior, _ in table.values()], rescale=rescale,
+                                 generator=torch.Generator().manual_seed(seed))
+        provenance = {"dwp_hub_version": __version__, "model": model_name, "seed": seed,
+                      "priors": {f"{k}x{k}": label for k, (_, label) in sorted(table.items())}, **report.to_dict()}
+        save_checkpoint(model, model_name, tmp, {"dwp_init": provenance}, num_classes=num_classes)
+    click.echo(report.table())
+    click.echo(report.summary())
+    click.echo(f"wrote {out} (model.safetensors, config.json); load with:")
+    click.echo("  " + load_instructions(model_name, out, num_classes=num_classes, in_chans=in_chans))
+
+
+@main.command()
+@click.argument("name")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--kernels", "kernels_file", type=click.Path(dir_okay=False), default=None,
+              help="safetensors file with a tensor 'heldout' (n, k, k) [default: the prior's kernels.safetensors].")
+@click.option("--grid", type=click.IntRange(2, 32), default=10, show_default=True, help="Latent grid points per side.")
+@click.option("--max-points", type=click.IntRange(min=1), default=4096, show_default=True, help="Kernels to plot at most.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample when there are more kernels.")
+def latent(name: str, out: str, kernels_file: str | None, grid: int, max_points: int, seed: int) -> None:
+    """Plot a prior's latent space (paper Fig. 6): held-out kernels' latent means and decoded grid kernels."""
+    from .images import save_png
+    from .latent import heldout_kernels, latent_figure
+
+    if not out.lower().endswith(".png"):
+        raise click.BadParameter("output must be a .png file", param_hint="--out")
+    prior = DWPrior.from_pretrained(name)
+    kernels = heldout_kernels(prior, kernels_file)
+    k = prior.kernel_size
+    image = latent_figure(prior, kernels, f"{name}: latent space of its {k}x{k} kernel VAE (paper Fig. 6)",
+                          grid=grid, max_points=max_points, seed=seed)
+    path = save_png(image, out)
+    click.echo(f"wrote {path}: {min(len(kernels), max_points):,} held-out kernels, {grid}x{grid} decoded grid")
