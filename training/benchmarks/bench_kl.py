@@ -28,13 +28,17 @@ from training.datasets import mnist_5k  # noqa: E402
 from training.source_nets import FConvMNIST  # noqa: E402
 
 
-def build(variant: str, priors: dict[int, DWPrior], subsample: int) -> torch.nn.Module:
-    """The paper's MNIST net with its conv layers made Bayesian under `variant`'s prior."""
+def build(variant: str, priors: dict[int, DWPrior]) -> torch.nn.Module:
+    """The paper's MNIST net with its conv layers made Bayesian under `variant`'s prior.
+
+    Variants: "deterministic", "normal", "log-uniform", "dwp-full", "dwp-sub<m>" (m kernels per layer).
+    """
     model = FConvMNIST(widths=(32, 128))
     if variant == "deterministic":
         return model
     spec = {"normal": "normal", "log-uniform": "log-uniform"}.get(variant, priors)
-    bayesianize(model, spec, subsample=subsample if variant == "dwp-subsampled" else None)
+    subsample = int(variant.removeprefix("dwp-sub")) if variant.startswith("dwp-sub") else None
+    bayesianize(model, spec, subsample=subsample)
     return model
 
 
@@ -55,7 +59,7 @@ def step_fn(model: torch.nn.Module, dataset_size: int):
 
 def time_steps(variants: list[str], priors, args, x_all, y_all) -> dict[str, list[float]]:
     torch.manual_seed(args.seed)
-    steps = {v: step_fn(build(v, priors, args.subsample).train(), len(x_all)) for v in variants}
+    steps = {v: step_fn(build(v, priors).train(), len(x_all)) for v in variants}
     times: dict[str, list[float]] = {v: [] for v in variants}
     g = torch.Generator().manual_seed(args.seed)
     for r in range(args.warmup + args.steps):
@@ -70,12 +74,12 @@ def time_steps(variants: list[str], priors, args, x_all, y_all) -> dict[str, lis
 
 
 @torch.no_grad()
-def kl_noise(priors, args, x_all, y_all) -> list[tuple[str, float, float, float]]:
+def kl_noise(variants, priors, args, x_all, y_all) -> list[tuple[str, float, float, float]]:
     """(variant, mean KL, std of the KL estimate, std of the data term N·NLL over batches) at initialisation."""
     rows = []
-    for v in ("dwp-full", "dwp-subsampled"):
+    for v in variants:
         torch.manual_seed(args.seed)
-        model = build(v, priors, args.subsample).train()
+        model = build(v, priors).train()
         kls = torch.tensor([kl(model).item() for _ in range(args.noise_draws)])
         g = torch.Generator().manual_seed(args.seed)
         data = []
@@ -86,13 +90,13 @@ def kl_noise(priors, args, x_all, y_all) -> list[tuple[str, float, float, float]
     return rows
 
 
-def accuracy_runs(priors, args, data) -> list[tuple[str, float, float, float]]:
-    """Train DWP-VI with the full and the subsampled bound for the same steps; 10-sample ensemble accuracy."""
+def accuracy_runs(variants, priors, args, data) -> list[tuple[str, float, float, float]]:
+    """Train each variant for the same steps from the same initialisation; 10-sample ensemble test accuracy."""
     x_all, y_all = data.train.tensors
     rows = []
-    for v in ("dwp-full", "dwp-subsampled", "normal"):
+    for v in variants:
         torch.manual_seed(args.seed)
-        model = build(v, priors, args.subsample).train()
+        model = build(v, priors).train()
         step = step_fn(model, len(x_all))
         g = torch.Generator().manual_seed(args.seed)
         t0 = time.perf_counter()
@@ -112,10 +116,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--subsample", type=int, default=64, help="kernels per layer for the subsampled DWP bound")
+    ap.add_argument("--subsample", type=int, nargs="+", default=[64], help="kernels per layer, subsampled DWP bound")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--noise-draws", type=int, default=30, help="draws for the KL-noise table (0: skip)")
     ap.add_argument("--accuracy-steps", type=int, default=0, help="if > 0: short MNIST-5k runs, full vs subsampled")
+    ap.add_argument("--accuracy-variants", nargs="+", default=None,
+                    help="variants of the accuracy runs (default: dwp-full, each dwp-sub<m>, normal)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
@@ -124,10 +130,11 @@ def main() -> None:
     data = mnist_5k(seed=args.seed)
     x_all, y_all = data.train.tensors
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, "
-          f"{args.steps} timed steps per variant; DWP subsample {args.subsample} kernels per layer; "
+          f"{args.steps} timed steps per variant; dwp-sub<m>: DWP bound on m kernels per layer; "
           f"data: MNIST-5k train split ({len(x_all)} images)")
 
-    variants = ["deterministic", "normal", "log-uniform", "dwp-full", "dwp-subsampled"]
+    sub = [f"dwp-sub{m}" for m in args.subsample]
+    variants = ["deterministic", "normal", "log-uniform", "dwp-full", *sub]
     times = time_steps(variants, priors, args, x_all, y_all)
     base = statistics.median(times["normal"])
     print(f"\n{'variant':16} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17}")
@@ -139,14 +146,15 @@ def main() -> None:
     if args.noise_draws > 0:
         print(f"\nKL estimate at initialisation over {args.noise_draws} draws (nats), against the data term N·NLL:")
         print(f"{'variant':16} {'mean KL':>12} {'std KL':>10} {'std data term':>14}")
-        for v, mean, std, data_std in kl_noise(priors, args, x_all, y_all):
+        for v, mean, std, data_std in kl_noise(["dwp-full", *sub], priors, args, x_all, y_all):
             print(f"{v:16} {mean:12.1f} {std:10.1f} {data_std:14.1f}")
 
     if args.accuracy_steps > 0:
         print(f"\n{args.accuracy_steps} training steps each on MNIST-5k ({len(x_all)} train / "
               f"{len(data.test.tensors[0])} test), 10-sample ensemble:")
         print(f"{'variant':16} {'test acc':>9} {'test NLL':>9} {'train time':>11}")
-        for v, acc, nll, seconds in accuracy_runs(priors, args, data):
+        for v, acc, nll, seconds in accuracy_runs(args.accuracy_variants or ["dwp-full", *sub, "normal"],
+                                                  priors, args, data):
             print(f"{v:16} {acc:9.4f} {nll:9.4f} {seconds:9.1f} s")
 
 
