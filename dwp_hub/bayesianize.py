@@ -117,12 +117,12 @@ class _PriorFactory:
     def __init__(self, subsample: int | None, train_reverse: bool) -> None:
         self.subsample = subsample
         self.train_reverse = train_reverse
-        self._resolved: dict[int, WeightPrior | DWPrior] = {}  # id(spec) -> object
+        self._resolved: dict[str | int, WeightPrior | DWPrior] = {}  # name or id(spec) -> object
         self._placed: dict[tuple[int, torch.device, torch.dtype], WeightPrior | DWPrior] = {}
-        self._labels: dict[int, str] = {}
+        self._labels: dict[str | int, str] = {}
 
     def resolve(self, spec: PriorSpec) -> tuple[WeightPrior | DWPrior, str]:
-        key = id(spec)
+        key = spec if isinstance(spec, str) else id(spec)  # equal names resolve to one shared prior
         if key not in self._resolved:
             if isinstance(spec, str):
                 if spec in CLOSED_FORM_NAMES:

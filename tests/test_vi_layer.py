@@ -32,6 +32,7 @@ def _bayes_copy(conv: nn.Conv2d, log_sigma2: float = -10.0) -> BayesConv2d:
     return BayesConv2d.from_conv(copy.deepcopy(conv), NormalPrior(), init_log_sigma2=log_sigma2, same_pad=same)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's, for same-string
 @pytest.mark.parametrize("name", sorted(CONV_CONFIGS))
 def test_mean_mode_is_bit_identical_to_the_conv(name):
     torch.manual_seed(0)
