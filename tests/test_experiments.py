@@ -103,6 +103,8 @@ def test_resume_skips_recorded_runs_and_redoes_missing_ones(quick_out, small_npz
     lines = before.splitlines(keepends=True)
     dropped = next(i for i, line in enumerate(lines) if line.startswith("fig2/deterministic/N40/s0,"))
     (out / "fig2.csv").write_text("".join(lines[:dropped] + lines[dropped + 1:]))
+    counts = run_experiments(["fig2"], out, target, quick=True, threads=1, progress=False, time_limit=0)
+    assert counts == {"fig2": 0}  # a spent time limit starts nothing
     counts = run_experiments(["fig2"], out, target, quick=True, threads=1, progress=False)
     assert counts == {"fig2": 1}
     after = read_csv(out / "fig2.csv")

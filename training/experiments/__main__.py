@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         e.add_argument("--prior5", default="dwp/notmnist-5x5", help="5x5 prior (name or folder)")
         e.add_argument("--set", dest="overrides", action="append", default=[], metavar="EXP.FIELD=VALUE",
                        help="change a setting, e.g. fig2.steps=500, fig2.methods=dwp,normal, gap.vi.kl_subsample=512")
+        e.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                       help="start no run after this many seconds (running ones finish); rerun to continue")
         e.add_argument("--no-progress", action="store_true")
     t = sub.add_parser("estimate", help="time a few steps of each run kind; extrapolate the full suite")
     t.add_argument("--target", default=BUILT_IN)
@@ -77,14 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     from .priors import PriorSet
 
     if args.command == "estimate":
-        import torch
-
-        from .context import RunContext
+        from .context import RunContext, configure_device
         from .estimate import estimate
 
-        torch.set_num_threads(args.threads)
-        ctx = RunContext(torch.device(args.device), load_target(args.target), PriorSet({7: args.prior7, 5: args.prior5}),
-                         args.logs)
+        ctx = RunContext(configure_device(args.device, args.threads), load_target(args.target),
+                         PriorSet({7: args.prior7, 5: args.prior5}), args.logs)
         estimate(ctx, workers=args.workers, steps=args.steps, say=lambda m: print(m, flush=True))
         return 0
     from .runner import run_experiments
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     priors = PriorSet({7: args.prior7, 5: args.prior5})
     counts = run_experiments(names, args.out, target, device=args.device, workers=args.workers,
                              quick=args.quick, priors=priors, threads=args.threads, overrides=overrides,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, time_limit=args.time_limit)
     print(" ".join(f"{k}: {v} new runs" for k, v in counts.items()) + f"; results in {args.out}")
     return 0
 

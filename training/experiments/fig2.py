@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from dwp_hub import DWPBound, LogUniformPrior, NormalPrior, bayesianize, elbo_loss, evaluate, kl, parameter_groups
 from dwp_hub.bayes_conv import bayes_layers
 
-from .context import RunContext, RunLog
+from .context import RunContext, RunLog, adam
 from .data import stratified_draw
 from .kl_subsample import SubsampledKL
 from .nets import classifier, xavier_
@@ -75,7 +75,7 @@ def train_vi(method: str, train_idx: np.ndarray, s: Fig2Settings, seed: int, ctx
         groups = parameter_groups(net)
     else:
         groups = {"other": [p for p in net.parameters() if p.requires_grad]}
-    opt = torch.optim.Adam([{"params": g, "lr": lrs[role], "base_lr": lrs[role]} for role, g in groups.items() if g])
+    opt = adam([{"params": g, "lr": lrs[role], "base_lr": lrs[role]} for role, g in groups.items() if g], device)
     x, y = ctx.target.tensors(train_idx, device)
     n = len(train_idx)
     batch = min(n, s.batch_size)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from dwp_hub.vi import accuracy, nll
 
-from .context import RunContext
+from .context import RunContext, adam
 from .data import stratified_draw
 from .kernels import initialise, parse_init
 from .nets import classifier
@@ -63,7 +63,7 @@ def run(params: dict, s: Fig3Settings, ctx: RunContext, run_id: str) -> list[dic
         mean, std = feats[tr].mean(0), feats[tr].std(0).clamp_min(1e-8)
         feats = (feats - mean) / std
         head = net.classifier.requires_grad_(True).train()
-        opt = torch.optim.Adam(head.parameters(), lr=s.lr)
+        opt = adam(head.parameters(), ctx.device, lr=s.lr)
         order = torch.Generator().manual_seed(seed)
         batch = min(s.batch_size, len(train_idx))
         for step in range(s.steps):

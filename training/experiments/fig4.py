@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .context import RunContext
+from .context import RunContext, adam
 from .data import stratified_draw
 from .kernels import initialise, parse_init
 from .nets import ConvVAE, classifier
@@ -70,7 +70,7 @@ def run(params: dict, s: Fig4Settings, ctx: RunContext, run_id: str) -> list[dic
         model.to(ctx.device).train()
         x, y = ctx.target.tensors(train_idx, ctx.device)
         xt, yt = ctx.target.tensors(test_idx, ctx.device)
-        opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+        opt = adam(model.parameters(), ctx.device, lr=s.lr)
         order = torch.Generator().manual_seed(seed)
         batch = min(s.batch_size, len(train_idx))
         checkpoints = eval_steps(steps, s.eval_points)

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import fig2, fig3, fig4, gap
-from .context import RunContext
+from .context import RunContext, configure_device
 from .data import Target
 from .priors import PriorSet
 from .records import ResultsFile
@@ -55,8 +55,8 @@ _CTX: RunContext | None = None
 def _init_worker(device: str, threads: int, x: np.ndarray, y: np.ndarray, provenance: str,
                  prior_names: dict[int, str], log_dir: str) -> None:
     global _CTX
-    torch.set_num_threads(threads)
-    _CTX = RunContext(torch.device(device), Target(x, y, provenance), PriorSet(dict(prior_names)), Path(log_dir))
+    _CTX = RunContext(configure_device(device, threads), Target(x, y, provenance), PriorSet(dict(prior_names)),
+                      Path(log_dir))
 
 
 def _run(experiment: str, run_id: str, params: dict, settings) -> tuple[list[dict], float, str | None]:
@@ -69,12 +69,15 @@ def _run(experiment: str, run_id: str, params: dict, settings) -> tuple[list[dic
     return rows, time.monotonic() - t0, None
 
 
-def _cost(job) -> float:
-    """A rough relative duration, to start the longest runs first."""
+# Order of the runs: Fig. 2 first, split seed by split seed (a job stopped early still has complete seeds),
+# then the convergence and feature experiments, then appendix B; within that, longest runs first.
+PRIORITY = {"fig2": 0, "fig4": 1, "fig3": 2, "gap": 3}
+
+
+def _order(job) -> tuple:
     name, _, params, _ = job
-    if name == "fig2":
-        return 2.0 if params["method"].startswith("dwp") else 1.0
-    return {"gap": 3.0, "fig3": 0.1}.get(name, 0.5 if params.get("model") == "vae" else 0.2)
+    cost = 2.0 if params.get("method") == "dwp" else 1.0 if name == "fig2" else 0.5 if params.get("model") == "vae" else 0.2
+    return PRIORITY.get(name, 9), params.get("seed", 0), -cost
 
 
 def setup_logging(out: Path) -> None:
@@ -89,11 +92,13 @@ def setup_logging(out: Path) -> None:
 def run_experiments(names: list[str], out: str | os.PathLike, target: Target, device: str = "cpu",
                     workers: int = 1, quick: bool = False, priors: PriorSet | None = None,
                     threads: int | None = None, overrides: dict[str, object] | None = None,
-                    progress: bool = True) -> dict[str, int]:
+                    progress: bool = True, time_limit: float | None = None) -> dict[str, int]:
     """Run the pending runs of experiments `names`; return how many runs each recorded now.
 
     `overrides` maps experiment → a settings object replacing the default (full or quick) one.
+    `time_limit` (seconds): start no run after that; runs already going finish and are recorded.
     """
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     out = Path(out)
     setup_logging(out)
     priors = priors or PriorSet()
@@ -114,7 +119,7 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
         LOG.info("%s: protocol %s, %d runs planned, %d already recorded, %d to run", name, protos[name],
                  len(planned), len(planned) - len(pending), len(pending))
         jobs.extend(pending)
-    jobs.sort(key=_cost, reverse=True)
+    jobs.sort(key=_order)
     counts = {name: 0 for name in names}
     failures: list[str] = []
 
@@ -132,27 +137,42 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
 
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
     log_dir = str(out / "logs")
+    queue = list(jobs)
+
+    def may_start() -> bool:
+        return bool(queue) and (deadline is None or time.monotonic() < deadline)
+
     if workers <= 1:
         _init_worker(device, threads, target.x, target.y, target.provenance, priors.names, log_dir)
         _CTX.progress = progress
-        for job in jobs:
+        while may_start():
+            job = queue.pop(0)
             record(job, *_run(*job))
             bar.update()
-    else:
+    else:  # at most `workers` runs in flight, started in order, so the order and the time limit hold
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                    initargs=(device, threads, target.x, target.y, target.provenance, priors.names,
                                              log_dir))
         try:
-            pending = {pool.submit(_run, *job): job for job in jobs}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            running = {}
+            while may_start() and len(running) < workers:
+                job = queue.pop(0)
+                running[pool.submit(_run, *job)] = job
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    job = pending.pop(fut)
+                    job = running.pop(fut)
                     record(job, *fut.result())
                     bar.update()
+                    if may_start():
+                        nxt = queue.pop(0)
+                        running[pool.submit(_run, *nxt)] = nxt
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
+    if queue:
+        LOG.info("time limit reached: %d run(s) not started; rerun the same command to do them", len(queue))
+        tqdm.write(f"time limit reached: {len(queue)} run(s) not started; rerun the same command to do them")
     if failures:
         raise RuntimeError(f"{len(failures)} run(s) failed (tracebacks in {out / 'experiments.log'}): "
                            f"{', '.join(failures[:10])}")

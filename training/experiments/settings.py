@@ -35,9 +35,9 @@ class GapSettings:
 
     vi: Fig2Settings = field(default_factory=Fig2Settings)
     sizes: tuple[int, ...] = (50, 1000)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1)
     iwae_samples: int = 10_000
-    max_kernels: int = 256  # kernels per layer the IWAE estimate is computed on (scaled to the layer)
+    max_kernels: int = 32  # kernels per layer the IWAE estimate is computed on (scaled to the layer)
     prior_z_samples: int = 1000  # z ~ p(z) per kernel for the bound with r(z|w) = p(z)
 
 
@@ -46,7 +46,7 @@ class Fig3Settings:
     """Random feature extraction: convs frozen at their init, only the linear classifier trained."""
 
     scales: tuple[float, ...] = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = tuple(range(10))  # the paper averaged 10 runs
     inits: tuple[str, ...] = ("dwp", "filters", "xavier")
     train_size: int = 4000  # stratified draw from the target; the rest is the test set
     steps: int = 2000
@@ -61,12 +61,12 @@ class Fig4Settings:
     seeds: tuple[int, ...] = (0, 1, 2)
     inits: tuple[str, ...] = ("xavier", "filters", "dwp", "dwp:match", "dwp:fan_in")
     train_size: int = 4000
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 1e-3  # Adam, constant (default hyper-parameters, as in the paper's §4)
     cnn_steps: int = 600
-    vae_steps: int = 1500
+    vae_steps: int = 1000
     vae_z_dim: int = 16
-    eval_points: int = 12  # evaluations at roughly log-spaced steps, step 0 included
+    eval_points: int = 10  # evaluations at roughly log-spaced steps, step 0 included
 
 
 FULL = {"fig2": Fig2Settings(), "gap": GapSettings(), "fig3": Fig3Settings(), "fig4": Fig4Settings()}
