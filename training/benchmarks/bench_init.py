@@ -1,0 +1,121 @@
+"""Cost of init_from_prior against creating the model itself, measured side by side in one run.
+
+    python training/benchmarks/bench_init.py                          # resnet50, bundled notMNIST priors
+    python training/benchmarks/bench_init.py --threads 1 --rounds 5
+    python training/benchmarks/bench_init.py --device cuda            # priors (and sampling) on the GPU
+
+Each round times ``timm.create_model(MODEL)`` and then ``init_from_prior`` on the model it made (priors
+loaded once, before the rounds), so a busy machine slows both alike; the ratio of the medians is the
+figure of merit (the issue asks for <= 3x on resnet50's ~1.2M 3x3 kernels). A second table gives the
+peak resident-memory increase during init for several chunk sizes (polled every millisecond from a
+thread), to show that it follows the chunk size, not the model size. A third compares DecoderMean with
+the decoder's own forward pass on the same latents, which is what DWPrior.sample ran before.
+No absolute times are claimed; they are printed for context only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+
+import timm
+import torch
+
+from dwp_hub import DWPrior, init_from_prior
+from dwp_hub.decoder_mean import DecoderMean
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, polled from a thread while the block runs."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def extra_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def timed(fn):
+    """(seconds, result) of fn(), waiting for queued GPU work so that it is counted."""
+    t0 = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet50")
+    ap.add_argument("--priors", nargs="+", default=["dwp/notmnist-7x7", "dwp/notmnist-5x5", "dwp/notmnist-3x3"])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--device", default="cpu", help="where the priors sample (the model stays on the CPU)")
+    ap.add_argument("--chunk-sizes", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    priors = [DWPrior.from_pretrained(n).to(args.device) for n in args.priors]
+    generator = torch.Generator(args.device)
+
+    def init(model, chunk_size=4096):
+        return init_from_prior(model, priors, generator=generator.manual_seed(0), chunk_size=chunk_size)
+
+    timed(lambda: init(timm.create_model(args.model)))  # warm-up: first-call costs of both paths
+    creates, inits = [], []
+    for _ in range(args.rounds):
+        t_create, model = timed(lambda: timm.create_model(args.model))
+        t_init, report = timed(lambda: init(model))
+        creates.append(t_create)
+        inits.append(t_init)
+    c, i = statistics.median(creates), statistics.median(inits)
+    print(f"model {args.model}, {report.kernels:,} kernels sampled in {len(report.layers)} layers; "
+          f"torch threads {torch.get_num_threads()}; priors on {args.device}; {args.rounds} rounds")
+    print(report.summary())
+    print(f"{'':28} {'median s':>9}")
+    print(f"{'timm.create_model':28} {c:>9.3f}")
+    print(f"{'init_from_prior':28} {i:>9.3f}")
+    print(f"ratio init / create: {i / c:.2f}  (create + init = {(c + i) / c:.2f}x create alone)")
+
+    print(f"\n{'chunk size':>10} {'init s':>8} {'peak extra RSS MB':>18}")
+    for chunk in args.chunk_sizes:
+        model = timm.create_model(args.model)
+        with PeakRSS() as mem:
+            t, _ = timed(lambda: init(model, chunk))
+        print(f"{chunk:>10,} {t:>8.3f} {mem.extra_mb:>18.1f}")
+
+    prior = priors[-1]
+    z = torch.randn(65536, prior.z_dim, device=args.device)
+    with torch.no_grad():
+        t_module = statistics.median(timed(lambda: prior.decode(z)[0])[0] for _ in range(3))
+        fast = DecoderMean(prior.decoder)
+        t_fast = statistics.median(timed(lambda: fast(z))[0] for _ in range(3))
+        diff = (fast(z) - prior.decode(z)[0]).abs().max().item()
+    print(f"\ndecoding 65,536 {prior.kernel_size}x{prior.kernel_size} kernels: decoder forward / DecoderMean "
+          f"= {t_module / t_fast:.1f}x (max |difference| {diff:.1e})")
+
+
+if __name__ == "__main__":
+    main()
