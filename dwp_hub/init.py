@@ -204,6 +204,8 @@ def _skip_reason(conv: nn.Conv2d, table: Mapping[int, tuple[DWPrior, str]]) -> s
     kh, kw = conv.kernel_size
     if kh != kw or kh not in table:
         return f"no prior for {kh}x{kw} kernels"
+    if isinstance(conv.weight, nn.parameter.UninitializedParameter):
+        return "its weight is not materialised yet (lazy module): run a forward pass first"
     if parametrize.is_parametrized(conv, "weight"):
         return "its weight is parametrised (torch.nn.utils.parametrize); the kernels applied are computed"
     return None

@@ -8,6 +8,7 @@ import timm
 import torch
 from timm.layers import Conv2dSame, StdConv2d
 from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
 
 from dwp_hub import DWPrior, PriorNotFoundError, init_from_prior
 from dwp_hub.init import DEFAULT_RESCALE, domain_priors, resolve_priors
@@ -117,12 +118,15 @@ def test_fan_in_gives_the_kaiming_scale(priors):
         assert math.isclose(r.rms_after, math.sqrt(2.0 / fan_in), rel_tol=1e-4)
 
 
-def test_weight_standardised_depthwise_and_same_padding_convs(priors):
-    model = nn.Sequential(StdConv2d(3, 8, 3), Conv2dSame(8, 8, 5, groups=8), nn.Conv2d(8, 8, (1, 3)), nn.Conv2d(8, 4, 1))
+def test_weight_standardised_depthwise_same_padding_and_unwritable_convs(priors):
+    model = nn.Sequential(StdConv2d(3, 8, 3), Conv2dSame(8, 8, 5, groups=8), nn.Conv2d(8, 8, (1, 3)), nn.Conv2d(8, 4, 1),
+                          weight_norm(nn.Conv2d(4, 4, 3)), nn.LazyConv2d(4, 3))
     report = init_from_prior(model, priors)
     notes = {r.name: r.note for r in report.layers}
     assert "StdConv2d standardises" in notes["0"] and notes["1"] == "depthwise"
-    assert {s.name: s.reason for s in report.skipped} == {"2": "no prior for 1x3 kernels", "3": "no prior for 1x1 kernels"}
+    reasons = {s.name: s.reason for s in report.skipped}
+    assert reasons["2"] == "no prior for 1x3 kernels" and reasons["3"] == "no prior for 1x1 kernels"
+    assert "parametrised" in reasons["4"] and "lazy" in reasons["5"] and len(reasons) == 4
 
 
 def test_channels_last_weights_get_the_same_kernels(priors):
