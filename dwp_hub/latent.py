@@ -71,7 +71,7 @@ def latent_plane(prior: DWPrior, kernels: torch.Tensor) -> tuple[torch.Tensor, t
     _, s, v = torch.linalg.svd(mu - origin, full_matrices=False)
     basis = v[:2].T
     share = float((s[:2] ** 2).sum() / (s**2).sum().clamp_min(1e-30))
-    return (mu - origin) @ basis, origin, basis, f"; z_dim={prior.z_dim}, PC1-PC2 plane: {share:.0%} of their variance"
+    return (mu - origin) @ basis, origin, basis, f"; z_dim={prior.z_dim}, PC1-2: {share:.0%} of variance"
 
 
 def _font(size: int) -> ImageFont.ImageFont:
