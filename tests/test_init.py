@@ -135,7 +135,8 @@ def test_channels_last_weights_get_the_same_kernels(priors):
     for conv in (a, b):
         init_from_prior(conv, {3: priors[3]}, generator=torch.Generator().manual_seed(2))
     assert b.weight.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(a.weight, b.weight.contiguous())
+    # Same kernels and scale; the layer RMS is summed in another memory order, hence float rounding only.
+    torch.testing.assert_close(a.weight, b.weight.contiguous(), rtol=1e-6, atol=0)
 
 
 def test_prior_forms_resolve_to_one_prior_per_kernel_size(priors, tmp_path):
