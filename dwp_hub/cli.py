@@ -160,7 +160,7 @@ def init_cmd(model_name: str, priors: tuple[str, ...], out: str, rescale: str, s
 @click.option("--max-points", type=click.IntRange(min=1), default=4096, show_default=True, help="Kernels to plot at most.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample when there are more kernels.")
 def latent(name: str, out: str, kernels_file: str | None, grid: int, max_points: int, seed: int) -> None:
-    """Plot a prior's latent space (paper Fig. 6): held-out kernels' latent means and decoded grid kernels."""
+    """Plot a prior's latent space (paper Figure 6): held-out kernels' latent means, decoded grid kernels."""
     from .images import save_png
     from .latent import heldout_kernels, latent_figure
 
