@@ -60,7 +60,7 @@ def test_fig2_quick_has_every_method_and_size(quick_out):
     for r in rows:
         assert 0.0 <= float(r["accuracy"]) <= 1.0 and 0.0 <= float(r["accuracy_mean_net"]) <= 1.0
         assert 0.0 < float(r["nll"]) < 20.0
-        assert int(r["n_train"]) + int(r["n_test"]) == 300
+        assert int(r["n_test"]) == min(QUICK["fig2"].max_test, 300 - int(r["n_train"]))
         if r["method"] == "deterministic":
             assert float(r["kl"]) == 0.0 and float(r["sigma_conv2"]) == 0.0
         else:  # a Bayesian layer whose σ started at exp(-5) and has moved
@@ -186,6 +186,9 @@ def test_stratified_draw(mnist5k):
     assert np.bincount(y[xdata.stratified_draw(y, 11, seed=0)[0]]).tolist() == [7, 3, 1]
     with pytest.raises(ValueError):
         xdata.stratified_draw(y, 100, seed=0)
+    train, test = xdata.train_test_split(mnist5k.y, 50, seed=0, max_test=100)
+    assert np.array_equal(train, drawn) and len(np.intersect1d(train, test)) == 0
+    assert np.bincount(mnist5k.y[test]).tolist() == [10] * 10
 
 
 @pytest.mark.parametrize("rescale", ["none", "match", "fan_in"])
@@ -227,9 +230,9 @@ def test_subsampled_kl_is_unbiased_and_exact_without_subsampling():
 
 def test_results_file_ignores_a_cut_off_line(tmp_path):
     f = ResultsFile(tmp_path / "r.csv", ["a", "b"])
-    f.append([{"run_id": "x", "protocol": "p", "run_seconds": 1.0, "a": 1, "b": 2}])
+    f.append([{"run_id": "x", "protocol": "p", "run_seconds": 1.0, "device": "cpu", "a": 1, "b": 2}])
     with (tmp_path / "r.csv").open("a") as fh:
-        fh.write("y,p,1.0,3")  # a run killed mid-write
-    f.append([{"run_id": "z", "protocol": "p", "run_seconds": 1.0, "a": 5, "b": 6}])
+        fh.write("y,p,1.0,cpu,3")  # a run killed mid-write
+    f.append([{"run_id": "z", "protocol": "p", "run_seconds": 1.0, "device": "cpu", "a": 5, "b": 6}])
     assert [r["run_id"] for r in f.rows()] == ["x", "z"]
     assert f.done("p") == {"x", "z"} and f.done("q") == set()

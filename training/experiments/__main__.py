@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
         e.add_argument("--workers", type=int, default=1, help="runs in parallel processes (sharing the device)")
         e.add_argument("--threads", type=int, default=None, help="torch threads per worker (default cores/workers)")
+        e.add_argument("--cpu-workers", type=int, default=0,
+                       help="extra single-thread CPU processes for the light runs (fig3, fig4) beside a GPU")
         e.add_argument("--quick", action="store_true", help="smoke setting: tiny grids and step counts")
         e.add_argument("--prior7", default="dwp/notmnist-7x7", help="7x7 prior (name or folder)")
         e.add_argument("--prior5", default="dwp/notmnist-5x5", help="5x5 prior (name or folder)")
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     priors = PriorSet({7: args.prior7, 5: args.prior5})
     counts = run_experiments(names, args.out, target, device=args.device, workers=args.workers,
                              quick=args.quick, priors=priors, threads=args.threads, overrides=overrides,
-                             progress=not args.no_progress, time_limit=args.time_limit)
+                             progress=not args.no_progress, time_limit=args.time_limit,
+                             cpu_workers=args.cpu_workers)
     print(" ".join(f"{k}: {v} new runs" for k, v in counts.items()) + f"; results in {args.out}")
     return 0
 

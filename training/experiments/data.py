@@ -113,3 +113,12 @@ def stratified_draw(y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.nd
                             for c, t in zip(classes, take)])
     drawn = np.sort(drawn)
     return drawn, np.setdiff1d(np.arange(len(y)), drawn)
+
+
+def train_test_split(y: np.ndarray, n: int, seed: int, max_test: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`n` stratified training images and the rest as test set, or a stratified `max_test` of the rest."""
+    train, rest = stratified_draw(y, n, seed)
+    if max_test is not None and max_test < len(rest):
+        keep, _ = stratified_draw(y[rest], max_test, seed + 1)
+        rest = rest[keep]
+    return train, rest

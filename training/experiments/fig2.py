@@ -21,7 +21,7 @@ from dwp_hub import DWPBound, LogUniformPrior, NormalPrior, bayesianize, elbo_lo
 from dwp_hub.bayes_conv import bayes_layers
 
 from .context import RunContext, RunLog, adam
-from .data import stratified_draw
+from .data import train_test_split
 from .kl_subsample import SubsampledKL
 from .nets import classifier, xavier_
 from .settings import Fig2Settings
@@ -147,7 +147,7 @@ def test_metrics(net: torch.nn.Module, test_idx: np.ndarray, s: Fig2Settings, ct
 
 def run(params: dict, s: Fig2Settings, ctx: RunContext, run_id: str) -> list[dict]:
     method, n, seed = params["method"], params["n_train"], params["seed"]
-    train_idx, test_idx = stratified_draw(ctx.target.y, n, seed)
+    train_idx, test_idx = train_test_split(ctx.target.y, n, seed, s.max_test)
     with ctx.run_log(run_id) as log:
         log(f"{run_id}: {method}, N={n}, split seed {seed}, {len(test_idx)} test images, settings {s}")
         net, info = train_vi(method, train_idx, s, seed, ctx, log, desc=run_id)

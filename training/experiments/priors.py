@@ -6,12 +6,14 @@ reproducible offline and on machines without network), and only then through ``D
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from dwp_hub import DWPrior, MultivariateGaussianPrior
+from dwp_hub.config import KERNELS_NAME, WEIGHTS_NAME
 from dwp_hub.resolve import bundled_folder, resolve_prior
 from dwp_hub.weight_priors import load_source_kernels
 
@@ -64,6 +66,16 @@ class PriorSet:
         if k not in self._mvg:
             self._mvg[k] = MultivariateGaussianPrior.fit(self.source_kernels(k))
         return self._mvg[k]
+
+    def fingerprint(self) -> str:
+        """SHA-1 over every configured prior's weight and source-kernel files: changes when a prior is rebuilt."""
+        h = hashlib.sha1()
+        for k, name in sorted(self.names.items()):
+            for f in (WEIGHTS_NAME, KERNELS_NAME):
+                path = prior_folder(name) / f
+                h.update(f"{k}:{f}:".encode())
+                h.update(path.read_bytes() if path.is_file() else b"absent")
+        return h.hexdigest()
 
     def describe(self) -> dict[str, dict]:
         """What each configured prior is (name, folder, where its kernels came from), for the records."""

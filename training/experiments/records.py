@@ -1,7 +1,7 @@
 """Results on disk: one CSV per experiment, appended and flushed run by run, so a killed job keeps what finished.
 
-Every row carries ``run_id`` (which run), ``protocol`` (the setting's hash) and ``run_seconds`` (the run's
-wall time, data loading and evaluation included); a run counts as done when a
+Every row carries ``run_id`` (which run), ``protocol`` (the setting's hash), ``run_seconds`` (the run's
+wall time, data loading and evaluation included) and ``device`` (where it ran); a run counts as done when a
 row with its id and protocol is in the file. A run writes all its rows in one append, so a run is either
 wholly recorded or not at all (a line cut off by a kill is ignored on reading).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 
-KEYS = ("run_id", "protocol", "run_seconds")  # written by the runner into every row of a run
+KEYS = ("run_id", "protocol", "run_seconds", "device")  # written by the runner into every row of a run
 
 
 class ResultsFile:
@@ -44,6 +44,8 @@ class ResultsFile:
         new = not self.path.is_file() or self.path.stat().st_size == 0
         if new:
             writer.writeheader()
+        else:
+            self.check_header()
         for row in rows:
             writer.writerow({k: _fmt(v) for k, v in row.items()})
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,6 +55,14 @@ class ResultsFile:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
+
+    def check_header(self) -> None:
+        """Raise if the file on disk was written with other columns (e.g. by an older version)."""
+        with self.path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if header != self.columns:
+            raise ValueError(f"{self.path}: its columns {header} are not {self.columns}; "
+                             "write to a fresh --out folder (or move this file away)")
 
     def _end_partial_line(self, f) -> None:
         """If a kill left the last line unterminated, end it so the new rows start on their own line."""

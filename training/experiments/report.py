@@ -114,8 +114,11 @@ def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
         if m in PAPER_FIG2:
             ns = sorted(PAPER_FIG2[m])
             axes[0].plot(ns, [PAPER_FIG2[m][n] for n in ns], ls="--", color=color, alpha=0.6)
-    for ax, title in zip(axes, ("test accuracy (10-sample ensemble); dashed: paper", "test NLL (10-sample ensemble)")):
+    k = settings["settings"]["eval_samples"]
+    for ax, title in zip(axes, (f"test accuracy ({k}-sample ensemble); dashed: paper", f"test NLL ({k}-sample ensemble)")):
         ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("training images N")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -159,6 +162,14 @@ def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
             summary[v].append(f"{LABELS.get(m, m)} at N={n}")
         verdict_lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
     s = settings["settings"]
+    speed = ["| method | " + " | ".join(sorted({r.get('device', '?') for r in rows})) + " |",
+             "|---|" + "---|" * len({r.get('device', '?') for r in rows})]
+    for m in methods:
+        cells = []
+        for d in sorted({r.get("device", "?") for r in rows}):
+            ms = [r["ms_per_step"] for r in rows if r["method"] == m and r.get("device", "?") == d]
+            cells.append(f"{np.median(ms):.1f}" if ms else "–")
+        speed.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
     paper_gap = []
     for m in methods:
         if m in PAPER_FIG2:
@@ -195,6 +206,11 @@ def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
         f"start at σ = {math.exp(0.5 * s['init_log_sigma2']):.4f}.",
         "",
         *sig,
+        "",
+        "Median training time per step (ms, wall clock, including the KL; runs shared the device with the "
+        "other workers):",
+        "",
+        *speed,
         "",
     ])
 
@@ -365,15 +381,17 @@ def fig4_section(rows: list[dict], settings: dict, out: Path) -> str:
 def _compute_section(all_rows: dict[str, list[dict]], all_settings: dict[str, dict]) -> str:
     lines = ["## Compute", "", "Summed wall time of the runs (each run's training, evaluation and data loading; "
              "runs went in parallel, so the job took less).", "",
-             "| experiment | runs recorded | device | workers | summed run time (s) |",
-             "|---|---|---|---|---|"]
+             "| experiment | runs recorded | ran on | summed run time (s) |",
+             "|---|---|---|---|"]
     for name in ("fig2", "gap", "fig3", "fig4"):
         rows, st = all_rows.get(name), all_settings.get(name)
         if not rows or not st:
             continue
-        per_run = {r["run_id"]: r["run_seconds"] for r in rows}
-        runs, seconds = len(per_run), sum(per_run.values())
-        lines.append(f"| {name} | {runs} | {st['device']} | {st['workers']} | {seconds:,.0f} |")
+        per_run = {r["run_id"]: (r.get("run_seconds", math.nan), r.get("device", "?")) for r in rows}
+        seconds = sum(v[0] for v in per_run.values())
+        where = ", ".join(f"{d} ({sum(1 for v in per_run.values() if v[1] == d)} runs)"
+                          for d in sorted({v[1] for v in per_run.values()}))
+        lines.append(f"| {name} | {len(per_run)} | {where} | {seconds:,.0f} |")
     return "\n".join(lines + [""])
 
 
@@ -409,7 +427,8 @@ def build_report(results: str | Path, page_dir: str | Path) -> Path:
     sections["compute"] = _compute_section(all_rows, all_settings)
     target = next(st["target"] for st in all_settings.values() if st)
     quick = any(st["quick"] for st in all_settings.values() if st)
-    text = page(sections, all_settings, target=target, quick=quick, today=date.today().isoformat())
+    devices = sorted({r.get("device", "?") for rows in all_rows.values() for r in rows})
+    text = page(sections, all_settings, target=target, quick=quick, today=date.today().isoformat(), devices=devices)
     readme = page_dir / "README.md"
     readme.write_text(text, encoding="utf-8")
     return readme

@@ -16,7 +16,7 @@ import os
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -36,20 +36,38 @@ LOG = logging.getLogger("training.experiments")
 
 
 def protocol(experiment: str, settings, target: Target, priors: PriorSet) -> str:
-    """Hash of how each run is done (the setting without its grid), the target's content and the prior names.
+    """Hash of how each run is done (the setting without its grid), the target's content and the priors' files.
 
     The grid (sizes, seeds, methods, ...) only says which runs exist; each run's id names its grid point,
     so growing the grid adds runs to the same CSV instead of starting a new protocol.
     """
     h = hashlib.sha1()
-    h.update(json.dumps({"experiment": experiment, "settings": run_protocol(settings), "priors": priors.names},
-                        sort_keys=True).encode())
+    h.update(json.dumps({"experiment": experiment, "settings": run_protocol(settings), "priors": priors.names,
+                         "prior_files": priors.fingerprint()}, sort_keys=True).encode())
     h.update(np.ascontiguousarray(target.x).tobytes())
     h.update(np.ascontiguousarray(target.y).tobytes())
     return h.hexdigest()[:10]
 
 
 _CTX: RunContext | None = None
+# Experiments whose runs are light enough for a CPU worker beside a GPU: frozen features + a linear head
+# (fig3) and small deterministic nets (fig4).
+CPU_FRIENDLY = {"fig3", "fig4"}
+
+
+@dataclass
+class Lane:
+    """A pool of worker processes on one device, and which runs it takes (None: any)."""
+
+    device: str
+    capacity: int
+    threads: int
+    experiments: set[str] | None
+    busy: int = 0
+    pool: ProcessPoolExecutor | None = None
+
+    def accepts(self, job) -> bool:
+        return self.experiments is None or job[0] in self.experiments
 
 
 def _init_worker(device: str, threads: int, x: np.ndarray, y: np.ndarray, provenance: str,
@@ -92,11 +110,14 @@ def setup_logging(out: Path) -> None:
 def run_experiments(names: list[str], out: str | os.PathLike, target: Target, device: str = "cpu",
                     workers: int = 1, quick: bool = False, priors: PriorSet | None = None,
                     threads: int | None = None, overrides: dict[str, object] | None = None,
-                    progress: bool = True, time_limit: float | None = None) -> dict[str, int]:
+                    progress: bool = True, time_limit: float | None = None, cpu_workers: int = 0) -> dict[str, int]:
     """Run the pending runs of experiments `names`; return how many runs each recorded now.
 
-    `overrides` maps experiment → a settings object replacing the default (full or quick) one.
-    `time_limit` (seconds): start no run after that; runs already going finish and are recorded.
+    `workers` processes run on `device`; `cpu_workers` more processes (one thread each) run on the CPU and
+    take only the experiments in CPU_FRIENDLY, so that a GPU machine's spare cores do the light runs while
+    the GPU does the variational inference. `overrides` maps experiment → a settings object replacing the
+    default (full or quick) one. `time_limit` (seconds): start no run after that; runs already going finish
+    and are recorded.
     """
     deadline = None if time_limit is None else time.monotonic() + time_limit
     out = Path(out)
@@ -110,7 +131,7 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
         protos[name] = protocol(name, settings, target, priors)
         files[name] = ResultsFile(out / f"{name}.csv", module.COLUMNS)
         record = {"experiment": name, "protocol": protos[name], "quick": quick, "settings": asdict(settings),
-                  "target": target.provenance, "priors": priors.describe(), "device": device, "workers": workers,
+                  "target": target.provenance, "priors": priors.describe(), "device": device, "workers": workers, "cpu_workers": cpu_workers,
                   "torch": torch.__version__}
         (out / f"settings-{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
         done = files[name].done(protos[name])
@@ -123,14 +144,15 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
     counts = {name: 0 for name in names}
     failures: list[str] = []
 
-    def record(job, rows: list[dict], seconds: float, error: str | None) -> None:
+    def record(job, ran_on: str, rows: list[dict], seconds: float, error: str | None) -> None:
         name, rid = job[0], job[1]
         if error is not None:
             failures.append(rid)
             LOG.error("FAILED %s after %.1fs:\n%s", rid, seconds, error)
             tqdm.write(f"FAILED {rid}:\n{error}")
             return
-        files[name].append([{"run_id": rid, "protocol": protos[name], "run_seconds": seconds, **r} for r in rows])
+        files[name].append([{"run_id": rid, "protocol": protos[name], "run_seconds": seconds, "device": ran_on, **r}
+                            for r in rows])
         counts[name] += 1
         summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items())
         LOG.info("done %s in %.1fs: %s", rid, seconds, summary)
@@ -142,33 +164,47 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
     def may_start() -> bool:
         return bool(queue) and (deadline is None or time.monotonic() < deadline)
 
-    if workers <= 1:
+    if workers <= 1 and cpu_workers == 0:
         _init_worker(device, threads, target.x, target.y, target.provenance, priors.names, log_dir)
         _CTX.progress = progress
         while may_start():
             job = queue.pop(0)
-            record(job, *_run(*job))
+            record(job, device, *_run(*job))
             bar.update()
-    else:  # at most `workers` runs in flight, started in order, so the order and the time limit hold
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(device, threads, target.x, target.y, target.provenance, priors.names,
-                                             log_dir))
+    else:
+        lanes = [Lane(device, max(1, workers), threads, None)]
+        if cpu_workers > 0:
+            lanes.append(Lane("cpu", cpu_workers, 1, CPU_FRIENDLY))
+        for lane in lanes:
+            lane.pool = ProcessPoolExecutor(
+                max_workers=lane.capacity, mp_context=get_context("spawn"), initializer=_init_worker,
+                initargs=(lane.device, lane.threads, target.x, target.y, target.provenance, priors.names, log_dir))
+        running: dict = {}  # future -> (job, lane)
+
+        def fill() -> None:
+            """Start queued runs, in order, on every lane with a free slot that accepts them."""
+            for lane in lanes:
+                while may_start() and lane.busy < lane.capacity:
+                    job = next((j for j in queue if lane.accepts(j)), None)
+                    if job is None:
+                        break
+                    queue.remove(job)
+                    running[lane.pool.submit(_run, *job)] = (job, lane)
+                    lane.busy += 1
+
         try:
-            running = {}
-            while may_start() and len(running) < workers:
-                job = queue.pop(0)
-                running[pool.submit(_run, *job)] = job
+            fill()
             while running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    job = running.pop(fut)
-                    record(job, *fut.result())
+                    job, lane = running.pop(fut)
+                    lane.busy -= 1
+                    record(job, lane.device, *fut.result())
                     bar.update()
-                    if may_start():
-                        nxt = queue.pop(0)
-                        running[pool.submit(_run, *nxt)] = nxt
+                fill()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for lane in lanes:
+                lane.pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     if queue:
         LOG.info("time limit reached: %d run(s) not started; rerun the same command to do them", len(queue))

@@ -27,6 +27,7 @@ class Fig2Settings:
     kl_subsample: int | None = 128  # KL cross term on this many kernels per layer per step, every prior; None: exact
     eval_samples: int = 10  # ensemble size of the test prediction
     eval_batch: int = 1000
+    max_test: int | None = None  # None: every image not drawn is a test image
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Fig3Settings:
     steps: int = 2000
     batch_size: int = 128
     lr: float = 1e-3  # Adam, linear decay to 0
+    max_test: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,17 +69,19 @@ class Fig4Settings:
     vae_steps: int = 1000
     vae_z_dim: int = 16
     eval_points: int = 10  # evaluations at roughly log-spaced steps, step 0 included
+    max_test: int | None = None
 
 
 FULL = {"fig2": Fig2Settings(), "gap": GapSettings(), "fig3": Fig3Settings(), "fig4": Fig4Settings()}
 
-QUICK_FIG2 = Fig2Settings(sizes=(20, 40), seeds=(0,), steps=12, batch_size=20, kl_subsample=32, eval_samples=2)
+QUICK_FIG2 = Fig2Settings(sizes=(20, 40), seeds=(0,), steps=12, batch_size=20, kl_subsample=32, eval_samples=2,
+                          max_test=200)
 QUICK = {
     "fig2": QUICK_FIG2,
     "gap": GapSettings(vi=QUICK_FIG2, sizes=(20,), seeds=(0,), iwae_samples=64, max_kernels=8, prior_z_samples=16),
-    "fig3": Fig3Settings(scales=(1 / 16, 1 / 8), seeds=(0,), train_size=100, steps=15, batch_size=50),
+    "fig3": Fig3Settings(scales=(1 / 16, 1 / 8), seeds=(0,), train_size=100, steps=15, batch_size=50, max_test=200),
     "fig4": Fig4Settings(seeds=(0,), inits=("xavier", "filters", "dwp"), train_size=100, batch_size=20,
-                         cnn_steps=6, vae_steps=6, vae_z_dim=4, eval_points=3),
+                         cnn_steps=6, vae_steps=6, vae_z_dim=4, eval_points=3, max_test=200),
 }
 
 # Fields that only say which runs exist (each run's id names its point on the grid), not how a run is done.
