@@ -134,10 +134,10 @@ def init_cmd(model_name: str, priors: tuple[str, ...], out: str, rescale: str, s
     """
     from . import __version__
     from .init import init_from_prior, resolve_priors
-    from .networks import create_network, load_instructions, save_checkpoint, staged_folder
+    from .networks import create_network, load_instructions, save_checkpoint, staged_checkpoint
 
     table = resolve_priors(list(priors))  # a bad prior name fails before any work
-    with staged_folder(out) as tmp:
+    with staged_checkpoint(out) as tmp:
         torch.manual_seed(seed)
         model = create_network(model_name, num_classes=num_classes, in_chans=in_chans)
         report = init_from_prior(model, [prior for prior, _ in table.values()], rescale=rescale,

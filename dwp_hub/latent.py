@@ -12,16 +12,13 @@ Drawn with PIL rather than matplotlib so the runtime needs no plotting library (
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-
 from .config import KERNELS_NAME
 from .errors import PriorFormatError
 from .prior import DWPrior
+from .source_kernels import load_source_kernels
 
 PANEL = 480  # pixels per panel side
 MARGIN = 56
@@ -30,30 +27,13 @@ BACKGROUND, INK, DOT, MARK = (255, 255, 255), (40, 40, 40), (31, 119, 180), (214
 
 def heldout_kernels(prior: DWPrior, kernels_file: str | os.PathLike | None = None) -> torch.Tensor:
     """Held-out source kernels (n, k, k): from `kernels_file` if given, else from the prior's own folder."""
-    if kernels_file is not None:
-        path = Path(kernels_file)
-    elif prior.source is not None:
-        path = prior.source.path / KERNELS_NAME
-    else:
-        path = None
-    if path is None or not path.is_file():
+    k = prior.kernel_size
+    path = kernels_file if kernels_file is not None else (prior.source.path / KERNELS_NAME if prior.source else None)
+    if path is None or not os.path.isfile(path):
         where = f"{path} is missing" if path else "the prior was not loaded from a folder"
         raise PriorFormatError(f"no held-out kernels: {where}; pass --kernels FILE.safetensors with a tensor "
-                               f"'heldout' of shape (n, {prior.kernel_size}, {prior.kernel_size})")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise PriorFormatError(f"{path}: not a readable safetensors file ({e})") from None
-    if "heldout" not in tensors:
-        raise PriorFormatError(f"{path}: no tensor 'heldout' (has {sorted(tensors)})")
-    w = tensors["heldout"]
-    k = prior.kernel_size
-    if w.dim() != 3 or tuple(w.shape[1:]) != (k, k) or not w.is_floating_point() or len(w) == 0:
-        raise PriorFormatError(f"{path}: tensor 'heldout' must be floating point (n, {k}, {k}), "
-                               f"got {w.dtype} {tuple(w.shape)}")
-    if not torch.isfinite(w).all():
-        raise PriorFormatError(f"{path}: tensor 'heldout' contains NaN or inf")
-    return w.float()
+                               f"'heldout' of shape (n, {k}, {k})")
+    return load_source_kernels(path, "heldout", kernel_size=k)
 
 
 @torch.no_grad()

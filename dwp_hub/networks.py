@@ -12,14 +12,14 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from safetensors.torch import save_file
 from torch import nn
+
+from .atomic import staged_folder
 
 TORCHVISION_PREFIX = "torchvision:"
 WEIGHTS_FILE = "model.safetensors"
@@ -66,42 +66,13 @@ def _check_destination(target: Path) -> None:
                           f"choose a new or empty output folder")
 
 
-def _default_permissions(folder: Path) -> None:
-    """mkdtemp makes a private folder and safetensors private files: give them the usual umask-based modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        path.chmod(0o666 & ~umask)
-
-
 @contextmanager
-def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a new temporary folder beside `target`; on success it replaces `target`, on error it is removed.
-
-    `target` may be missing, empty, or an earlier checkpoint folder (only model.safetensors and config.json);
-    anything else is refused before any work is done.
-    """
-    target = Path(target)
-    _check_destination(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    except OSError as e:
-        raise OSError(f"cannot write to {target}: {e.strerror or e}") from None
-    try:
+def staged_checkpoint(target: str | os.PathLike) -> Iterator[Path]:
+    """staged_folder for a checkpoint: `target` may be missing, empty, or an earlier checkpoint folder
+    (only model.safetensors and config.json); anything else is refused before any work is done."""
+    _check_destination(Path(target))
+    with staged_folder(target) as tmp:
         yield tmp
-        _default_permissions(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def save_checkpoint(model: nn.Module, name: str, folder: str | os.PathLike, extra: dict[str, Any],

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 import torch
 from safetensors import SafetensorError
@@ -13,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .architectures import ARCHITECTURES, architecture_for
+from .atomic import staged_folder
 from .card import default_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, PriorConfig
 from .decoder_mean import DecoderMean
@@ -155,23 +154,11 @@ class DWPrior(nn.Module):
         failure part-way leaves the old folder (or nothing) behind, never a mix.
         """
         target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staged_folder(target) as tmp:
             tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
             save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
             (tmp / CONFIG_NAME).write_text(self.config.to_json(), encoding="utf-8")
             (tmp / CARD_NAME).write_text(card if card is not None else default_card(self.config), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                target.rename(old)
-                tmp.rename(target)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod

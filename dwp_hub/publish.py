@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, constants
 from huggingface_hub.errors import (
     HFValidationError,
@@ -27,11 +26,10 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.utils import validate_repo_id
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from .config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
 from .errors import DWPError, PriorFormatError
+from .source_kernels import read_kernel_sets
 
 if TYPE_CHECKING:
     from .prior import DWPrior
@@ -40,8 +38,6 @@ LIBRARY_NAME = "dwp-hub"
 # The files of the prior format; the last one is optional.
 PRIOR_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME)
 # Kernel samples shipped beside a prior: tensor names and the most kernels each may hold (see config.py).
-KERNEL_SETS = ("train", "heldout")
-MAX_KERNEL_SAMPLES = 4096
 # Files that could only be read by unpickling: a prior folder never publishes them.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -62,27 +58,6 @@ class PushResult:
     pr_url: str | None
     changed: bool  # False when the remote revision already held exactly these files
     files: tuple[str, ...]
-
-
-def _kernels_problem(path: Path, kernel_size: int) -> str | None:
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        return f"not a readable safetensors file ({e})"
-    if not tensors:
-        return f"holds no tensors; expected {' and/or '.join(KERNEL_SETS)}"
-    unknown = sorted(tensors.keys() - set(KERNEL_SETS))
-    if unknown:
-        return f"unexpected tensor(s) {unknown}; expected {' and/or '.join(KERNEL_SETS)}"
-    k = kernel_size
-    for name, t in tensors.items():
-        if t.dim() != 3 or tuple(t.shape[1:]) != (k, k) or t.shape[0] < 1:
-            return f"tensor {name} has shape {tuple(t.shape)}, expected (n, {k}, {k}) with n >= 1"
-        if t.shape[0] > MAX_KERNEL_SAMPLES:
-            return f"tensor {name} holds {t.shape[0]} kernels, at most {MAX_KERNEL_SAMPLES} are allowed"
-        if not t.is_floating_point() or not torch.isfinite(t).all():
-            return f"tensor {name} must be floating point and finite"
-    return None
 
 
 def _card_problem(path: Path) -> str | None:
@@ -119,11 +94,8 @@ def validate_folder(folder: str | os.PathLike) -> "DWPrior":
     problem = _card_problem(folder / CARD_NAME)
     if problem:
         raise PriorFormatError(f"{folder / CARD_NAME}: {problem}")
-    kernels = folder / KERNELS_NAME
-    if kernels.exists():
-        problem = _kernels_problem(kernels, prior.kernel_size)
-        if problem:
-            raise PriorFormatError(f"{kernels}: {problem}")
+    if (folder / KERNELS_NAME).exists():
+        read_kernel_sets(folder / KERNELS_NAME, prior.kernel_size)
     pickles = [p.name for p in _folder_files(folder).values() if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise PublishError(f"{folder}: refusing to publish pickle-format file(s) {sorted(pickles)}; "

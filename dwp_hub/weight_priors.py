@@ -13,17 +13,13 @@ posterior parameters and returning a scalar; the deep weight prior's bound has t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from .config import KERNELS_NAME
-from .errors import PriorFormatError
 from .gaussian import kl_to_standard_normal
 from .resolve import resolve_prior
+from .source_kernels import load_source_kernels
 
 # Molchanov et al. (2017), eq. 14: −KL(q ‖ log-uniform) ≈ k1·σ(k2 + k3·log α) − ½·log(1 + 1/α) − k1.
 LOG_UNIFORM_K1 = 0.63576
@@ -151,25 +147,3 @@ class MultivariateGaussianPrior(WeightPrior):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"
-
-
-def load_source_kernels(folder: str | os.PathLike, split: str = "train") -> torch.Tensor:
-    """The (n, k, k) source kernels stored in a prior folder's ``kernels.safetensors`` under `split`."""
-    path = Path(folder) / KERNELS_NAME
-    if not path.is_file():
-        raise PriorFormatError(f"{path}: missing; this prior ships no source kernels, so fit the Gaussian "
-                               f"to your own with MultivariateGaussianPrior.fit(kernels)")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise PriorFormatError(f"{path}: not a readable safetensors file ({e})") from None
-    if split not in tensors:
-        raise PriorFormatError(f"{path}: no tensor {split!r} (has {sorted(tensors)})")
-    kernels = tensors[split]
-    if kernels.dim() != 3 or kernels.shape[1] != kernels.shape[2] or not kernels.is_floating_point():
-        raise PriorFormatError(f"{path}: tensor {split!r} must be floating point (n, k, k), "
-                               f"got {kernels.dtype} {tuple(kernels.shape)}")
-    if not torch.isfinite(kernels).all():
-        raise PriorFormatError(f"{path}: tensor {split!r} contains NaN or inf")
-    return kernels.float()
-

@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import platform
 import shutil
 import sys
@@ -31,10 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors.torch import save_file
 
 import dwp_hub
 from dwp_hub import DWPrior
+from dwp_hub.atomic import staged_folder
 from dwp_hub.config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
+from dwp_hub.source_kernels import MAX_KERNEL_SAMPLES
 from dwp_hub.images import kernel_grid, save_png
 
 from . import loops
@@ -45,7 +47,6 @@ from .kernel_sets import build_kernel_set
 from .recipes import PriorRecipe, SourceRecipe, get_recipe
 from .source_nets import build_source_net
 
-MAX_SHIPPED_KERNELS = 4096  # per split, in the prior folder's kernels.safetensors
 PRIOR_FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME)
 DATA_RECORD = "data.json"  # beside the source nets: provenance and facts of the data they were trained on
 
@@ -300,22 +301,14 @@ class Build:
 
     def _write_folder(self, target: Path, prior: DWPrior, metrics: dict[str, float], train: torch.Tensor,
                       heldout: torch.Tensor) -> None:
-        staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with staged_folder(target) as staging:
             prior.save_pretrained(staging, card=_card(prior, metrics))
             g = torch.Generator().manual_seed(self.seed)
-            sample = {split: t[torch.randperm(len(t), generator=g)[:MAX_SHIPPED_KERNELS]].contiguous()
+            sample = {split: t[torch.randperm(len(t), generator=g)[:MAX_KERNEL_SAMPLES]].contiguous()
                       for split, t in (("train", train), ("heldout", heldout))}
-            from safetensors.torch import save_file
-
             save_file(sample, str(staging / KERNELS_NAME),
-                      metadata={"note": f"random subsets (at most {MAX_SHIPPED_KERNELS}) of the train / held-out "
+                      metadata={"note": f"random subsets (at most {MAX_KERNEL_SAMPLES}) of the train / held-out "
                                         "source kernels this prior was fitted to / scored on"})
-            _replace_folder(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
 
 def _card(prior: DWPrior, metrics: dict[str, float]) -> str:
@@ -333,17 +326,6 @@ def _subset(data: torch.utils.data.TensorDataset, n: int) -> torch.utils.data.Te
     return torch.utils.data.TensorDataset(*(t[:n] for t in data.tensors))
 
 
-def _replace_folder(src: Path, target: Path) -> None:
-    """Rename `src` onto `target`, replacing an existing folder without ever leaving a half-written one."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        src.rename(target)
-        shutil.rmtree(old)
-    else:
-        src.rename(target)
-
-
 def install_bundled(folder: str | Path, name: str | None = None) -> Path:
     """Copy a built prior folder into ``dwp_hub/bundled/<org>--<name>/`` (default org ``dwp``), atomically."""
     from dwp_hub.resolve import BUNDLED_DIR, DEFAULT_ORG
@@ -354,16 +336,8 @@ def install_bundled(folder: str | Path, name: str | None = None) -> Path:
     if repo_id.count("/") != 1:
         raise ValueError(f"bundle name must be ORG/NAME, got {repo_id!r}")
     target = BUNDLED_DIR / repo_id.replace("/", "--")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with staged_folder(target) as staging:
         for f in PRIOR_FOLDER_FILES:
             if (folder / f).is_file():
                 shutil.copy2(folder / f, staging / f)
-        _replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
