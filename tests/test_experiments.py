@@ -141,6 +141,7 @@ def test_report_writes_page_plots_and_data(quick_out, tmp_path):
     assert "smoke-test numbers" in text  # quick results are labelled as such
     assert "| DWP | " in text and "| multivariate Gaussian | " in text and "features.3 (5x5)" in text
     assert "Default `rescale` of `init_from_prior`" in text
+    assert "| fig2 | 10 / 10 |" in text and "| gap | 1 / 1 |" in text
     assert (tmp_path / "page" / "data" / "fig2.csv").read_text() == (quick_out / "fig2.csv").read_text()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,7 +37,6 @@ class RunContext:
     priors: PriorSet
     log_dir: Path
     progress: bool = False  # per-step progress bars (only when runs go one at a time)
-    _cache: dict = field(default_factory=dict, repr=False)
 
     def bar(self, total: int, desc: str) -> tqdm:
         return tqdm(total=total, desc=desc, leave=False, disable=not self.progress, mininterval=0.5)

@@ -378,10 +378,17 @@ def fig4_section(rows: list[dict], settings: dict, out: Path) -> str:
 
 
 # --- the page -------------------------------------------------------------------------------------------
+def planned_runs(name: str, s: dict) -> int:
+    """How many runs the setting's grid holds (so a page made from a stopped job says what is missing)."""
+    grids = {"fig2": ("sizes", "seeds", "methods"), "gap": ("sizes", "seeds"), "fig3": ("scales", "seeds", "inits"),
+             "fig4": ("seeds", "inits")}
+    return math.prod(len(s[k]) for k in grids[name]) * (2 if name == "fig4" else 1)
+
+
 def _compute_section(all_rows: dict[str, list[dict]], all_settings: dict[str, dict]) -> str:
     lines = ["## Compute", "", "Summed wall time of the runs (each run's training, evaluation and data loading; "
              "runs went in parallel, so the job took less).", "",
-             "| experiment | runs recorded | ran on | summed run time (s) |",
+             "| experiment | runs recorded / planned | ran on | summed run time (s) |",
              "|---|---|---|---|"]
     for name in ("fig2", "gap", "fig3", "fig4"):
         rows, st = all_rows.get(name), all_settings.get(name)
@@ -391,7 +398,7 @@ def _compute_section(all_rows: dict[str, list[dict]], all_settings: dict[str, di
         seconds = sum(v[0] for v in per_run.values())
         where = ", ".join(f"{d} ({sum(1 for v in per_run.values() if v[1] == d)} runs)"
                           for d in sorted({v[1] for v in per_run.values()}))
-        lines.append(f"| {name} | {len(per_run)} | {where} | {seconds:,.0f} |")
+        lines.append(f"| {name} | {len(per_run)} / {planned_runs(name, st['settings'])} | {where} | {seconds:,.0f} |")
     return "\n".join(lines + [""])
 
 
