@@ -120,7 +120,7 @@ def test_multivariate_gaussian_from_a_prior_folder(tmp_path):
     with pytest.raises(PriorFormatError, match="no tensor 'test'"):
         MultivariateGaussianPrior.from_pretrained(folder, split="test")
     save_file({"train": torch.zeros(10, 7, 5)}, folder / KERNELS_NAME)
-    with pytest.raises(PriorFormatError, match=r"\(n, k, k\)"):
+    with pytest.raises(PriorFormatError, match=r"has shape \(10, 7, 5\), expected \(n, 5, 5\)"):
         MultivariateGaussianPrior.from_pretrained(folder)
 
 
