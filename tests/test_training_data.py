@@ -127,3 +127,8 @@ def test_mnist_5k_is_real_and_class_balanced():
     x = data.train.tensors[0]
     assert x.shape[1:] == (1, 28, 28) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     assert 0.1 < float(x.mean()) < 0.2  # MNIST's mean intensity is ~0.13
+
+
+def test_mnist_5k_without_a_test_split_keeps_every_digit_for_training():
+    data = mnist_5k(test_per_class=0, seed=0)
+    assert len(data.train) == 5000 and len(data.test) == 0

