@@ -23,7 +23,7 @@ Per Fig. 2 training step, batch 32, measured side by side in one process:
 A 10-sample evaluation of 4,000 test images takes 20 s. Extrapolated to the full setting: Fig. 2 181 min,
 appendix B 24 min, Fig. 3 5 min, Fig. 4 23 min — 233 min in one process, about 2 hours with `--workers 2` on
 2 cores. With the exact DWP bound, Fig. 2's 15 DWP runs alone would take about 19 hours on one core.
-The GPU run's own step times are in the `ms_per_step` column of `data/fig2.csv` (table above).
+The recorded runs' own step times are in the `ms_per_step` column of `data/fig2.csv` (table above).
 """
 
 
@@ -130,6 +130,7 @@ def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick
         "(5,000 − N images) is the test set. The priors are ours too (see below), so the paper's numbers are a "
         "reference point, not a target.",
         "",
+        sections.get("discussion", ""),
         "## Reproduce",
         "",
         "```",

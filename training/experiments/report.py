@@ -402,6 +402,11 @@ def _compute_section(all_rows: dict[str, list[dict]], all_settings: dict[str, di
     return "\n".join(lines + [""])
 
 
+# Hand-written reading of the recorded numbers (which run, what it shows), kept beside the page and placed
+# right after its introduction, so that regenerating the page never loses it.
+DISCUSSION_NAME = "discussion.md"
+
+
 def build_report(results: str | Path, page_dir: str | Path) -> Path:
     """Copy the results into `page_dir`/data, draw the figures and write `page_dir`/README.md."""
     import matplotlib
@@ -432,6 +437,9 @@ def build_report(results: str | Path, page_dir: str | Path) -> Path:
     if all_rows["fig4"]:
         sections["fig4"] = fig4_section(all_rows["fig4"], all_settings["fig4"], page_dir)
     sections["compute"] = _compute_section(all_rows, all_settings)
+    discussion = page_dir / DISCUSSION_NAME
+    if discussion.is_file():
+        sections["discussion"] = discussion.read_text(encoding="utf-8")
     target = next(st["target"] for st in all_settings.values() if st)
     quick = any(st["quick"] for st in all_settings.values() if st)
     devices = sorted({r.get("device", "?") for rows in all_rows.values() for r in rows})
