@@ -50,13 +50,7 @@ def _layer(prior: DWPrior, out_ch: int, in_ch: int, subsample=None, seed=1) -> B
     return layer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The kernel VAEs run many tiny convolutions, for which one thread is fastest (and immune to a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _mean_and_se(values):

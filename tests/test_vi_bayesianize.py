@@ -14,13 +14,7 @@ from dwp_hub import (BayesConv2d, DWPBound, DWPrior, LogUniformPrior, Multivaria
                      parameter_groups, predict_proba)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The kernel VAEs run many tiny convolutions, for which one thread is fastest (and immune to a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
