@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Iterator
 
 
-def default_permissions(folder: Path) -> None:
-    """mkdtemp makes a private folder and safetensors private files: give them the usual umask-based modes."""
+def ordinary_mode(path: Path) -> None:
+    """Give `path` the mode a plain open()/mkdir() would have: mkstemp/mkdtemp and safetensors make them private."""
     umask = os.umask(0)
     os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def default_permissions(folder: Path) -> None:
+    """`folder` and everything directly in it get ordinary modes (see ordinary_mode)."""
+    ordinary_mode(folder)
     for path in folder.iterdir():
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        ordinary_mode(path)
 
 
 @contextmanager

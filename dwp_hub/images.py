@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from .atomic import ordinary_mode
+
 
 def kernel_grid(kernels: torch.Tensor, nrow: int | None = None, scale: int = 8, padding: int = 1) -> Image.Image:
     """Tile (n, k, k) kernels into a grayscale image, each kernel min-max normalised on its own."""
@@ -33,6 +35,7 @@ def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         image.save(tmp, format="PNG")
+        ordinary_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
