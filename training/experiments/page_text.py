@@ -57,8 +57,8 @@ def _protocol(settings: dict[str, dict]) -> str:
         "deterministic = the same net trained on the cross-entropy alone.",
         f"- **Data**: N ∈ {tuple(s['sizes'])} images drawn *stratified* (N/10 per class) from the target by split "
         f"seed {tuple(s['seeds'])}; the test set is every image not drawn.",
-        f"- **Objective**: negative ELBO = N/B · Σ_batch NLL + KL (KL weight 1; for DWP the auxiliary bound of "
-        f"eq. 7 with one reverse model r(z|w; ψ_l) per layer, initialised from the prior's encoder and trained with θ).",
+        "- **Objective**: negative ELBO = N/B · Σ_batch NLL + KL (KL weight 1; for DWP the auxiliary bound of "
+        "eq. 7 with one reverse model r(z|w; ψ_l) per layer, initialised from the prior's encoder and trained with θ).",
         _subsample_line(s),
         f"- **Optimiser**: Adam, {s['steps']:,} steps, batch B = min(N, {s['batch_size']}), epochs reshuffled by "
         f"the seed (the same batches for every method); lr {s['lr']:g} for μ, biases, the linear layer and the "
