@@ -212,7 +212,7 @@ def _skip_reason(conv: nn.Conv2d, table: Mapping[int, tuple[DWPrior, str]]) -> s
 
 
 @torch.no_grad()
-def _init_layer(name: str, conv: nn.Conv2d, prior: DWPrior, label: str, rescale: str,
+def _init_layer(name: str, conv: nn.Conv2d, prior: DWPrior, decoder_mean: DecoderMean, label: str, rescale: str,
                 generator: torch.Generator | None, chunk_size: int) -> LayerInit:
     w = conv.weight
     k = prior.kernel_size
@@ -225,10 +225,9 @@ def _init_layer(name: str, conv: nn.Conv2d, prior: DWPrior, label: str, rescale:
     # never exceed one chunk's.
     ref = next(prior.parameters())
     z = torch.randn(n, prior.z_dim, generator=generator, dtype=ref.dtype, device=ref.device)
-    decoder_mean = DecoderMean(prior.decoder)
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
-        flat[start:stop] = decoder_mean(z[start:stop])
+        decoder_mean(z[start:stop], out=flat[start:stop])
     scale, note = _scale(rescale, rms_before, _rms(target), fan_in=w[0].numel())
     if scale != 1.0:
         target.mul_(scale)
@@ -262,6 +261,7 @@ def init_from_prior(model: nn.Module, priors: Priors, rescale: str = DEFAULT_RES
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     table = resolve_priors(priors)
     report = InitReport(rescale)
+    decoder_means = {k: DecoderMean(prior.decoder) for k, (prior, _) in table.items()}
     for name, module in model.named_modules():
         if not isinstance(module, nn.Conv2d):
             continue
@@ -271,7 +271,8 @@ def init_from_prior(model: nn.Module, priors: Priors, rescale: str = DEFAULT_RES
             report.rows.append(SkippedConv(name, tuple(module.kernel_size), kernels, reason))
             continue
         prior, label = table[module.kernel_size[0]]
-        report.rows.append(_init_layer(name, module, prior, label, rescale, generator, chunk_size))
+        report.rows.append(_init_layer(name, module, prior, decoder_means[module.kernel_size[0]], label, rescale,
+                                       generator, chunk_size))
     if not report.layers:
         sizes = sorted({f"{s.kernel_size[0]}x{s.kernel_size[1]}" for s in report.skipped}) or ["none"]
         have = ", ".join(f"{k}x{k}" for k in sorted(table))

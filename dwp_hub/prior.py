@@ -101,7 +101,7 @@ class DWPrior(nn.Module):
                 mu, var = self.decode(z[part])
                 out[part] = mu + var.sqrt() * out[part]
             else:
-                out[part] = decoder_mean(z[part])
+                decoder_mean(z[part], out=out[part])
         return out
 
     # --- densities ---------------------------------------------------------------------------------
