@@ -40,7 +40,7 @@ from .resolve import DEFAULT_ORG, list_priors
 RESCALE_MODES = ("match", "fan_in", "none")
 DEFAULT_RESCALE = "match"
 # Kernels decoded per decoder call: large enough for efficient matrix products, small enough that the
-# activations of a chunk (~4096 x 576 floats for 3x3) stay in cache and extra memory stays ~10 MB.
+# decoder's buffers stay small (3 x 4096 x 144 floats, ~7 MB, for the 3x3 decoder).
 DEFAULT_CHUNK_SIZE = 4096
 KAIMING_GAIN = math.sqrt(2.0)  # ReLU gain of Kaiming initialisation
 
