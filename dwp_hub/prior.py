@@ -84,8 +84,8 @@ class DWPrior(nn.Module):
 
         All random numbers are drawn up front (z is only n × z_dim), so the result for a given
         generator does not depend on `chunk_size`; decoding runs `chunk_size` kernels at a time,
-        which bounds the extra memory for millions of kernels (4096 keeps a chunk's activations in cache;
-        measured 1.2-1.8x faster than 65536 on CPU). Without noise only the decoder mean is evaluated, through
+        which bounds the extra memory for millions of kernels (4096 keeps a chunk's activations small;
+        measured 1.1-1.25x faster than 65536 on CPU). Without noise only the decoder mean is evaluated, through
         DecoderMean (same function, several times faster; see decoder_mean.py).
         """
         ref = self._param()
