@@ -94,6 +94,14 @@ def paired_verdict(a: dict[int, float], b: dict[int, float], higher_is_better: b
 
 
 # --- Fig. 2 ---------------------------------------------------------------------------------------------
+def _accuracy_verdict(by: dict, dwp_key: tuple, other_key: tuple) -> tuple[str, str]:
+    """Paired verdict of DWP's accuracy against another method's over their shared seeds, and its table cell."""
+    a = {s: r["accuracy"] for s, r in by.get(dwp_key, {}).items()}
+    b = {s: r["accuracy"] for s, r in by.get(other_key, {}).items()}
+    v, d, n = paired_verdict(a, b)
+    return v, (f"{v} ({d:+.3f})" if n else "n/a")
+
+
 def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
     import matplotlib.pyplot as plt
 
@@ -155,10 +163,8 @@ def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
             continue
         cells = []
         for n in sizes:
-            a = {s: r["accuracy"] for s, r in by.get(("dwp", n), {}).items()}
-            b = {s: r["accuracy"] for s, r in by.get((m, n), {}).items()}
-            v, d, k = paired_verdict(a, b)
-            cells.append(f"{v} ({d:+.3f})" if k else "n/a")
+            v, cell = _accuracy_verdict(by, ("dwp", n), (m, n))
+            cells.append(cell)
             summary[v].append(f"{LABELS.get(m, m)} at N={n}")
         verdict_lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
     s = settings["settings"]
@@ -275,12 +281,7 @@ def fig3_section(rows: list[dict], settings: dict, out: Path) -> str:
     for other in inits:
         if other == "dwp":
             continue
-        cells = []
-        for k in scales:
-            a = {s: r["accuracy"] for s, r in by.get(("dwp", k), {}).items()}
-            b = {s: r["accuracy"] for s, r in by.get((other, k), {}).items()}
-            v, d, n = paired_verdict(a, b)
-            cells.append(f"{v} ({d:+.3f})" if n else "n/a")
+        cells = [_accuracy_verdict(by, ("dwp", k), (other, k))[1] for k in scales]
         verdicts.append(f"| {INIT_LABELS.get(other, other)} | " + " | ".join(cells) + " |")
     s = settings["settings"]
     return "\n".join([
