@@ -1,15 +1,29 @@
-"""The `dwp-hub` command line: list, inspect and sample priors (more commands register themselves below)."""
+"""The `dwp-hub` command line: list, inspect, sample, push priors and initialise networks from them.
+
+Only click is imported up front; each command imports torch and the rest of dwp_hub when it runs, so
+``dwp-hub --help`` answers at once (training/benchmarks/bench_cli.py measures it).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import click
-import torch
 
 from .errors import DWPError
-from .prior import DWPrior
-from .resolve import list_priors
+
+INFO_PROVENANCE_KEYS = ("dataset", "num_source_nets", "source_test_accuracy_mean", "kernels_kept", "epochs",
+                        "heldout_iwae_loglik", "heldout_fullcov_gaussian_loglik", "heldout_isotropic_gaussian_loglik",
+                        "date", "build_command")
+
+
+def _quiet_exit_on_closed_pipe() -> None:
+    """stdout's reader went away (``dwp-hub info … | head``): stop without an error message, as Unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(0)
 
 
 class FriendlyGroup(click.Group):
@@ -18,6 +32,8 @@ class FriendlyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_exit_on_closed_pipe()
         except (DWPError, ValueError, OSError) as e:
             raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
@@ -33,6 +49,8 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(cache_dir: str | None, as_json: bool) -> None:
     """List bundled priors and priors in the local Hugging Face cache."""
+    from .hub import list_priors
+
     priors = list_priors(cache_dir=cache_dir)
     if as_json:
         click.echo(json.dumps([{**p.__dict__, "path": str(p.path)} for p in priors], indent=2))
@@ -46,24 +64,40 @@ def list_cmd(cache_dir: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--revision", default=None, help="Hub branch, tag or commit.")
-def info(name: str, revision: str | None) -> None:
-    """Show a prior's config and model-card metadata."""
-    from huggingface_hub import ModelCard
-
-    from .config import CARD_NAME
+@click.option("--revision", default=None, help="Hub branch, tag or commit (loads from the Hub).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full config, source and card metadata as JSON.")
+@click.option("--provenance", is_flag=True, help="Print the full provenance record (provenance.json) as JSON.")
+def info(name: str, revision: str | None, as_json: bool, provenance: bool) -> None:
+    """Show a short summary of a prior: where it came from, its config, card metadata and scores."""
+    from .prior import DWPrior
 
     prior = DWPrior.from_pretrained(name, revision=revision)
     src = prior.source
-    click.echo(f"name:    {name}\nsource:  {src.source}{f' @ {src.revision}' if src.revision else ''}\npath:    {src.path}")
-    click.echo(f"params:  {sum(p.numel() for p in prior.parameters()):,}")
-    click.echo("config:\n" + json.dumps(prior.config.to_dict(), indent=2, sort_keys=True))
-    card = src.path / CARD_NAME
-    if card.is_file():
-        meta = ModelCard.load(card).data.to_dict()
-        click.echo("card metadata:\n" + json.dumps(meta, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo("card metadata: (no README.md)")
+    if provenance:
+        click.echo(json.dumps(prior.provenance, indent=2, sort_keys=True))
+        return
+    meta = prior.generate_model_card().data.to_dict() if prior.card else {}
+    if as_json:
+        click.echo(json.dumps({"config": prior.config.to_dict(), "source": {**src.to_dict(), "path": str(src.path)},
+                               "card_metadata": meta}, indent=2, sort_keys=True, default=str))
+        return
+    c = prior.config
+    where = src.repo_id or str(src.path)
+    pin = f"revision {src.revision}" if src.revision else f"sha256 {src.sha256}"
+    click.echo(f"name:         {name}")
+    click.echo(f"source:       {src.origin} {where} ({pin})")
+    click.echo(f"path:         {src.path}")
+    click.echo(f"prior:        {c.kernel_size}x{c.kernel_size} kernels, domain {c.domain}, {c.architecture}, "
+               f"z_dim {c.z_dim}, {sum(p.numel() for p in prior.parameters()):,} parameters")
+    if meta:
+        click.echo(f"card:         license {meta.get('license', '?')}, tags {', '.join(meta.get('tags') or [])}")
+    kernels = "yes" if prior.kernels_file is not None else "no"
+    click.echo(f"kernels:      source-kernel samples shipped: {kernels}")
+    shown = [k for k in INFO_PROVENANCE_KEYS if k in prior.provenance]
+    for key in shown:
+        click.echo(f"  {key + ':':36} {prior.provenance[key]}")
+    if prior.provenance:
+        click.echo(f"({len(prior.provenance)} provenance fields; --provenance prints them all, --json the config)")
 
 
 @main.command()
@@ -74,7 +108,10 @@ def info(name: str, revision: str | None) -> None:
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
 def sample(name: str, n: int, seed: int, noise: bool, out: str) -> None:
     """Sample kernels from a prior and save them as a PNG grid (paper Fig. 1c)."""
+    import torch
+
     from .images import kernel_grid, save_png
+    from .prior import DWPrior
 
     if not out.lower().endswith(".png"):
         raise click.BadParameter("output must be a .png file", param_hint="--out")
@@ -116,9 +153,11 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, commit_
 @main.command("init")
 @click.argument("model_name", metavar="MODEL")
 @click.option("--prior", "priors", multiple=True, required=True,
-              help="Prior name, folder or domain shorthand (notmnist = every bundled dwp/notmnist-KxK); repeatable.")
+              help="Prior name, NAME@REV, folder or domain shorthand (notmnist = every bundled dwp/notmnist-KxK); "
+                   "repeatable.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Folder to write model.safetensors + config.json into (new, empty, or an earlier output).")
+              help="Folder to write model.safetensors + config.json + README.md into (new, empty, or an earlier "
+                   "output).")
 @click.option("--rescale", type=click.Choice(["match", "fan_in", "none"]), default="match", show_default=True,
               help="Per-layer scale: the model's own init RMS, Kaiming sqrt(2/fan_in), or raw prior samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model's own init and the sampling.")
@@ -132,22 +171,23 @@ def init_cmd(model_name: str, priors: tuple[str, ...], out: str, rescale: str, s
     decoder-mean sample per kernel (paper §4.2-4.3); the others keep MODEL's own init. Prints the
     per-layer report and how to load the result.
     """
+    import torch
+
     from . import __version__
-    from .init import init_from_prior, resolve_priors
+    from .init import dwp_table, init_from_prior
     from .networks import create_network, load_instructions, save_checkpoint, staged_checkpoint
 
-    table = resolve_priors(list(priors))  # a bad prior name fails before any work
+    table = dwp_table(list(priors))  # resolved once; a bad prior name fails before any work
     with staged_checkpoint(out) as tmp:
         torch.manual_seed(seed)
         model = create_network(model_name, num_classes=num_classes, in_chans=in_chans)
-        report = init_from_prior(model, [prior for prior, _ in table.values()], rescale=rescale,
+        report = init_from_prior(model, {k: entry.prior for k, entry in table.items()}, rescale=rescale,
                                  generator=torch.Generator().manual_seed(seed))
-        provenance = {"dwp_hub_version": __version__, "model": model_name, "seed": seed,
-                      "priors": {f"{k}x{k}": label for k, (_, label) in sorted(table.items())}, **report.to_dict()}
-        save_checkpoint(model, model_name, tmp, {"dwp_init": provenance}, num_classes=num_classes)
+        record = {"dwp_hub_version": __version__, "model": model_name, "seed": seed, **report.to_dict()}
+        save_checkpoint(model, model_name, tmp, record, num_classes=num_classes, in_chans=in_chans, destination=out)
     click.echo(report.table())
     click.echo(report.summary())
-    click.echo(f"wrote {out} (model.safetensors, config.json); load with:")
+    click.echo(f"wrote {out} (model.safetensors, config.json, README.md); load with:")
     click.echo("  " + load_instructions(model_name, out, num_classes=num_classes, in_chans=in_chans))
 
 
@@ -163,6 +203,7 @@ def latent(name: str, out: str, kernels_file: str | None, grid: int, max_points:
     """Plot a prior's latent space (paper Figure 6): held-out kernels' latent means, decoded grid kernels."""
     from .images import save_png
     from .latent import heldout_kernels, latent_figure
+    from .prior import DWPrior
 
     if not out.lower().endswith(".png"):
         raise click.BadParameter("output must be a .png file", param_hint="--out")

@@ -18,6 +18,7 @@ import math
 import torch
 
 from .prior import DWPrior
+from .subsample import posterior_sample
 from .weight_priors import WeightPrior
 
 LOG_2PI_E = 1.0 + math.log(2 * math.pi)
@@ -71,13 +72,7 @@ class DWPBound(WeightPrior):
         """One reparameterised estimate of the layer's bound (eq. 7); `subsample` overrides the layer's."""
         mu, log_sigma2 = self.as_kernels(mu), self.as_kernels(log_sigma2)
         neg_entropy = -gaussian_entropy(log_sigma2)  # exact, over every kernel
-        n = mu.shape[0]
-        m = subsample or self.subsample
-        scale = 1.0
-        if m is not None and m < n:
-            idx = torch.randperm(n, device=mu.device)[:m]
-            mu, log_sigma2, scale = mu[idx], log_sigma2[idx], n / m
-        w = mu + (0.5 * log_sigma2).exp() * torch.randn_like(mu)  # one w ~ q per kernel
+        w, scale = posterior_sample(mu, log_sigma2, subsample or self.subsample)  # one w ~ q per kernel
         return neg_entropy - scale * self.aux.elbo(w).sum()
 
     def extra_repr(self) -> str:

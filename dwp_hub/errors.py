@@ -9,5 +9,9 @@ class PriorFormatError(DWPError):
     """A prior folder exists but its files are missing, corrupt or disagree with each other."""
 
 
-class PriorNotFoundError(DWPError):
-    """No local folder, Hub repository or bundled prior answers to a name."""
+class PriorNotFoundError(DWPError, FileNotFoundError):
+    """No bundled prior, local folder or Hub repository answers to a name (a FileNotFoundError, as on the Hub)."""
+
+
+class PublishError(DWPError):
+    """A push was refused before upload, or the Hub refused or failed it. The message says which and why."""

@@ -20,6 +20,7 @@ from torch import nn
 
 from .bayes_conv import bayes_layers
 from .dwp_bound import DWPBound, gaussian_entropy
+from .subsample import posterior_sample
 
 
 @dataclass
@@ -55,13 +56,11 @@ def approximation_gap(model: nn.Module, num_samples: int = 10_000, max_kernels: 
         mu, log_sigma2 = prior.as_kernels(layer.weight), prior.as_kernels(layer.log_sigma2)
         n = mu.shape[0]
         neg_entropy = -gaussian_entropy(log_sigma2).item()
-        m = n if max_kernels is None else min(n, max_kernels)
-        idx = torch.randperm(n, device=mu.device)[:m]
-        w = mu[idx] + (0.5 * log_sigma2[idx]).exp() * torch.randn_like(mu[idx])
+        w, scale = posterior_sample(mu, log_sigma2, max_kernels)
+        m = w.shape[0]
         elbo = prior.aux.elbo(w)
         log_p = prior.aux.log_prob(w, num_samples=num_samples, max_batch=max_batch)
         diff = (log_p - elbo).double()
-        scale = n / m
         out.append(LayerGap(
             name=name, kernels=n, evaluated=m, num_samples=num_samples,
             bound=neg_entropy - scale * elbo.double().sum().item(),

@@ -23,19 +23,18 @@ each filter in their forward pass, so for them only the kernels' shapes matter; 
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence, Union
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .bayesianize import WEIGHT_STANDARDISED_CLASSES
+from .to_bayesian import WEIGHT_STANDARDISED_CLASSES
 from .decoder_mean import DecoderMean
 from .prior import DWPrior
-from .resolve import DEFAULT_ORG, list_priors
+from .prior_spec import Priors, ResolvedPrior, resolve_priors
+from .progress import progress_bar
 
 RESCALE_MODES = ("match", "fan_in", "none")
 DEFAULT_RESCALE = "match"
@@ -43,9 +42,6 @@ DEFAULT_RESCALE = "match"
 # decoder's buffers stay small (3 x 4096 x 144 floats, ~7 MB, for the 3x3 decoder).
 DEFAULT_CHUNK_SIZE = 4096
 KAIMING_GAIN = math.sqrt(2.0)  # ReLU gain of Kaiming initialisation
-
-PriorSpec = Union[str, os.PathLike, DWPrior]
-Priors = Union[PriorSpec, Mapping[int, PriorSpec], Sequence[PriorSpec]]
 
 
 @dataclass(frozen=True)
@@ -79,6 +75,7 @@ class InitReport:
 
     rescale: str
     rows: list[LayerInit | SkippedConv] = field(default_factory=list)  # every conv, in module order
+    priors: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> revision / SHA-256, priors used
 
     @property
     def layers(self) -> list[LayerInit]:
@@ -115,71 +112,20 @@ class InitReport:
                 f"rescale={self.rescale}; {len(self.skipped)} kept their own init")
 
     def to_dict(self) -> dict:
-        return {"rescale": self.rescale, "layers": [asdict(r) for r in self.layers],
+        return {"rescale": self.rescale, "priors": self.priors, "layers": [asdict(r) for r in self.layers],
                 "skipped": [asdict(r) for r in self.skipped]}
 
     def __str__(self) -> str:
         return f"{self.table()}\n{self.summary()}"
 
 
-def domain_priors(domain: str) -> list[str]:
-    """Names of the priors a domain shorthand stands for, one per kernel size, largest kernel first.
-
-    ``"notmnist"`` -> ``dwp/notmnist-{k}x{k}`` for every k bundled or in the local Hub cache;
-    ``"my-org/cifar"`` -> ``my-org/cifar-{k}x{k}``. Bundled priors win over cached ones of the same name.
-    """
-    repo = domain if "/" in domain else f"{DEFAULT_ORG}/{domain}"
-    pattern = re.compile(re.escape(repo) + r"-(\d+)x(\d+)")
-    found: dict[int, str] = {}
-    for info in list_priors():
-        m = pattern.fullmatch(info.name)
-        if m and m.group(1) == m.group(2) and int(m.group(1)) == info.kernel_size:
-            found.setdefault(info.kernel_size, info.name)
-    return [found[k] for k in sorted(found, reverse=True)]
-
-
-def _label(prior: DWPrior) -> str:
-    k = prior.kernel_size
-    return prior.source.name if prior.source else f"DWPrior {k}x{k} ({prior.config.domain})"
-
-
-def _expand(spec: PriorSpec) -> list[tuple[DWPrior, str]]:
-    """A spec -> the (prior, label) pairs it stands for: one, or several for a domain shorthand."""
-    if isinstance(spec, DWPrior):
-        return [(spec, _label(spec))]
-    if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"a prior must be a name, a folder or a DWPrior, got {type(spec).__name__}")
-    name = os.fspath(spec)
-    if not os.path.isdir(name):
-        names = domain_priors(name)
-        if names:
-            return [(DWPrior.from_pretrained(n), n) for n in names]
-    return [(DWPrior.from_pretrained(name), name)]
-
-
-def resolve_priors(priors: Priors) -> dict[int, tuple[DWPrior, str]]:
-    """kernel size -> (prior, label) from any accepted form of `priors` (see init_from_prior)."""
-    pairs: list[tuple[DWPrior, str]] = []
-    if isinstance(priors, Mapping):
-        for k, spec in priors.items():
-            for prior, label in _expand(spec):
-                if prior.kernel_size != k:
-                    raise ValueError(f"priors[{k}] is {label}, a prior over {prior.kernel_size}x{prior.kernel_size} "
-                                     f"kernels, not {k}x{k}")
-                pairs.append((prior, label))
-    elif isinstance(priors, (str, os.PathLike, DWPrior)):
-        pairs = _expand(priors)
-    else:
-        for spec in priors:
-            pairs += _expand(spec)
-    table: dict[int, tuple[DWPrior, str]] = {}
-    for prior, label in pairs:
-        k = prior.kernel_size
-        if k in table:
-            raise ValueError(f"two priors for {k}x{k} kernels: {table[k][1]} and {label}; give one per kernel size")
-        table[k] = (prior, label)
-    if not table:
-        raise ValueError("no priors given")
+def dwp_table(priors: Priors) -> dict[int, ResolvedPrior]:
+    """Kernel size -> deep weight prior, from any form of ``dwp_hub.prior_spec``; baselines are refused here."""
+    table = resolve_priors(priors)
+    for entry in table.values():
+        if not isinstance(entry.prior, DWPrior):
+            raise ValueError(f"{entry.label!r} is a closed-form VI prior with no kernels to sample; "
+                             "init_from_prior needs deep weight priors (a name, folder, DWPrior or domain)")
     return table
 
 
@@ -200,7 +146,7 @@ def _scale(rescale: str, rms_before: float, rms_raw: float, fan_in: int) -> tupl
     return KAIMING_GAIN / math.sqrt(fan_in) / rms_raw, ""
 
 
-def _skip_reason(conv: nn.Conv2d, table: Mapping[int, tuple[DWPrior, str]]) -> str | None:
+def _skip_reason(conv: nn.Conv2d, table: Mapping[int, ResolvedPrior]) -> str | None:
     kh, kw = conv.kernel_size
     if kh != kw or kh not in table:
         return f"no prior for {kh}x{kw} kernels"
@@ -242,16 +188,19 @@ def _init_layer(name: str, conv: nn.Conv2d, prior: DWPrior, decoder_mean: Decode
 
 
 def init_from_prior(model: nn.Module, priors: Priors, rescale: str = DEFAULT_RESCALE,
-                    generator: torch.Generator | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> InitReport:
+                    generator: torch.Generator | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                    progress: bool | None = None) -> InitReport:
     """Replace, in place, the kernels of every conv whose kernel size has a prior by samples of it; return a report.
 
-    priors: a prior name, folder or DWPrior; a domain shorthand (``"notmnist"``: every bundled or cached
-        ``dwp/notmnist-{k}x{k}``); a list of these; or a mapping ``{k: prior}``. One prior per kernel size.
+    priors: any form of ``dwp_hub.prior_spec`` that names deep weight priors: a name, ``NAME@REV``, folder
+        or DWPrior; a domain shorthand (``"notmnist"``: every bundled or cached ``dwp/notmnist-{k}x{k}``);
+        a list of these; or a mapping ``{k: prior}``. One prior per kernel size.
     rescale: "match" (default), "fan_in" or "none"; see the module docstring for what each does and why.
     generator: torch.Generator on the priors' device for reproducible draws (None: torch's global RNG).
         Layers are drawn in module order, so the same seed gives the same weights.
     chunk_size: kernels decoded and written at a time; it bounds the decoder's extra memory and does not
         change the result (all of a layer's z are drawn before decoding, as in DWPrior.sample).
+    progress: a tqdm bar over the kernels decoded (None: on a terminal only).
 
     Raises ValueError if no convolution of `model` has a kernel size with a prior.
     """
@@ -259,20 +208,23 @@ def init_from_prior(model: nn.Module, priors: Priors, rescale: str = DEFAULT_RES
         raise ValueError(f"rescale must be one of {', '.join(RESCALE_MODES)}; got {rescale!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    table = resolve_priors(priors)
+    table = dwp_table(priors)
     report = InitReport(rescale)
-    decoder_means = {k: DecoderMean(prior.decoder) for k, (prior, _) in table.items()}
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Conv2d):
-            continue
-        reason = _skip_reason(module, table)
-        if reason is not None:
+    decoder_means = {k: DecoderMean(entry.prior.decoder) for k, entry in table.items()}
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    todo = sum(m.out_channels * (m.in_channels // m.groups) for _, m in convs if _skip_reason(m, table) is None)
+    with progress_bar(todo, "init_from_prior", progress, unit="kernel") as bar:
+        for name, module in convs:
             kernels = module.out_channels * (module.in_channels // module.groups)
-            report.rows.append(SkippedConv(name, tuple(module.kernel_size), kernels, reason))
-            continue
-        prior, label = table[module.kernel_size[0]]
-        report.rows.append(_init_layer(name, module, prior, decoder_means[module.kernel_size[0]], label, rescale,
-                                       generator, chunk_size))
+            reason = _skip_reason(module, table)
+            if reason is not None:
+                report.rows.append(SkippedConv(name, tuple(module.kernel_size), kernels, reason))
+                continue
+            entry = table[module.kernel_size[0]]
+            report.rows.append(_init_layer(name, module, entry.prior, decoder_means[module.kernel_size[0]],
+                                           entry.label, rescale, generator, chunk_size))
+            report.priors.setdefault(entry.label, entry.record())
+            bar.update(kernels)
     if not report.layers:
         sizes = sorted({f"{s.kernel_size[0]}x{s.kernel_size[1]}" for s in report.skipped}) or ["none"]
         have = ", ".join(f"{k}x{k}" for k in sorted(table))

@@ -15,10 +15,10 @@ import os
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from .config import KERNELS_NAME
+
 from .errors import PriorFormatError
 from .prior import DWPrior
-from .source_kernels import load_source_kernels
+from .prior_folder import read_kernel_sets
 
 PANEL = 480  # pixels per panel side
 MARGIN = 56
@@ -26,14 +26,20 @@ BACKGROUND, INK, DOT, MARK = (255, 255, 255), (40, 40, 40), (31, 119, 180), (214
 
 
 def heldout_kernels(prior: DWPrior, kernels_file: str | os.PathLike | None = None) -> torch.Tensor:
-    """Held-out source kernels (n, k, k): from `kernels_file` if given, else from the prior's own folder."""
+    """Held-out source kernels (n, k, k): from `kernels_file` if given, else those the prior ships."""
     k = prior.kernel_size
-    path = kernels_file if kernels_file is not None else (prior.source.path / KERNELS_NAME if prior.source else None)
-    if path is None or not os.path.isfile(path):
-        where = f"{path} is missing" if path else "the prior was not loaded from a folder"
-        raise PriorFormatError(f"no held-out kernels: {where}; pass --kernels FILE.safetensors with a tensor "
+    if kernels_file is not None:
+        sets = read_kernel_sets(kernels_file, kernel_size=k)
+        where = str(kernels_file)
+    elif prior.kernels_file is not None:
+        sets = prior.folder_files().kernel_sets()
+        where = "the prior's kernels.safetensors"
+    else:
+        sets, where = {}, "the prior ships no kernels.safetensors"
+    if "heldout" not in sets:
+        raise PriorFormatError(f"no held-out kernels ({where}); pass --kernels FILE.safetensors with a tensor "
                                f"'heldout' of shape (n, {k}, {k})")
-    return load_source_kernels(path, "heldout", kernel_size=k)
+    return sets["heldout"]
 
 
 @torch.no_grad()

@@ -4,28 +4,48 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from huggingface_hub import ModelCard, ModelHubMixin
 from torch import nn
 
 from .architectures import ARCHITECTURES, architecture_for
-from .atomic import staged_folder
-from .card import default_card
-from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, PriorConfig
 from .decoder_mean import DecoderMean
 from .errors import PriorFormatError
 from .gaussian import bounded_variance, kl_to_standard_normal, log_normal
-from .resolve import ResolvedPrior, resolve_prior
+from .hub import PriorSource, locate
+from .progress import progress_bar
+from .publish import PushResult, push_folder
+from .prior_folder import (
+    LIBRARY_NAME,
+    LICENSE,
+    PAPER_ARXIV,
+    WEIGHTS_NAME,
+    PriorConfig,
+    PriorFiles,
+    default_card,
+    read_folder,
+    sha256_file,
+    write_folder,
+)
 
 
-class DWPrior(nn.Module):
+class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE, tags=["deep-weight-prior"],
+              paper_url=f"https://arxiv.org/abs/{PAPER_ARXIV}"):
     """A deep weight prior p̂(w) = ∫ p(w|z; φ) N(z|0, I) dz over k×k kernels.
 
     `encoder` is r(z|w) and `decoder` is p(w|z); both output diagonal Gaussians whose variances are
     ``config.var_floor + softplus(raw)``, so they never collapse below the floor (default 1e-6, i.e.
     std 1e-3) and never overflow. Kernels are passed as (n, k, k) tensors throughout.
+
+    Besides its weights a prior carries the rest of its folder, so that saving or pushing a loaded prior
+    writes everything it was loaded with: ``provenance`` (how it was built), ``card`` (README.md text,
+    None until it has one) and the source-kernel samples (``source_kernels()``). ``source`` says where
+    ``from_pretrained`` found it (None for a prior built in memory).
     """
 
     def __init__(self, config: PriorConfig) -> None:
@@ -35,15 +55,21 @@ class DWPrior(nn.Module):
         arch = ARCHITECTURES[config.architecture]
         self.encoder = arch.encoder(config.z_dim)
         self.decoder = arch.decoder(config.z_dim)
-        self.source: ResolvedPrior | None = None  # where from_pretrained found it
+        self.provenance: dict[str, Any] = {}
+        self.card: str | None = None
+        self.kernels_file: bytes | None = None  # kernels.safetensors as read; see source_kernels()
+        self.source: PriorSource | None = None
 
     @classmethod
-    def for_kernel_size(cls, kernel_size: int, domain: str, z_dim: int | None = None, **config_fields) -> "DWPrior":
+    def for_kernel_size(cls, kernel_size: int, domain: str, z_dim: int | None = None,
+                        provenance: dict[str, Any] | None = None, **config_fields) -> "DWPrior":
         """A freshly initialised prior with the default architecture for `kernel_size`."""
         arch = architecture_for(kernel_size)
         cfg = PriorConfig(kernel_size=kernel_size, z_dim=z_dim or arch.default_z_dim,
                           architecture=arch.name, domain=domain, **config_fields)
-        return cls(cfg)
+        prior = cls(cfg)
+        prior.provenance = dict(provenance or {})
+        return prior
 
     @property
     def kernel_size(self) -> int:
@@ -115,12 +141,13 @@ class DWPrior(nn.Module):
 
     @torch.no_grad()
     def log_prob(self, w: torch.Tensor, num_samples: int = 1000, max_batch: int = 65536,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, progress: bool | None = None) -> torch.Tensor:
         """IWAE estimate (appendix B, eq. 18) of log p̂(w) per kernel, shape (n,).
 
         log (1/K) Σ_k p(w|z_k) p(z_k) / r(z_k|w), z_k ~ r(z|w). Decoder passes are made at most
         `max_batch` (kernel, sample) pairs at a time and combined with a running logsumexp, so
-        K = 10,000 fits in memory for any number of kernels.
+        K = 10,000 fits in memory for any number of kernels. `progress`: a tqdm bar over the decoder
+        passes (None: on a terminal only).
         """
         w = self._check_kernels(w)
         if num_samples < 1:
@@ -130,97 +157,109 @@ class DWPrior(nn.Module):
         rows = max(1, min(n, max_batch // k))  # kernels per chunk
         cols = max(1, min(k, max_batch // rows))  # samples per chunk
         out = torch.empty(n, dtype=w.dtype, device=w.device)
-        for r0 in range(0, n, rows):
-            wr, mu, var = w[r0:r0 + rows], z_mu[r0:r0 + rows], z_var[r0:r0 + rows]
-            acc = torch.full((wr.shape[0],), -math.inf, dtype=w.dtype, device=w.device)
-            for c0 in range(0, k, cols):
-                s = min(cols, k - c0)
-                eps = torch.randn(wr.shape[0], s, self.z_dim, generator=generator, dtype=w.dtype, device=w.device)
-                z = mu[:, None] + var.sqrt()[:, None] * eps
-                w_mu, w_var = self.decode(z.reshape(-1, self.z_dim))
-                log_w = (log_normal(wr[:, None], w_mu.view(wr.shape[0], s, *w_mu.shape[1:]),
-                                    w_var.view(wr.shape[0], s, *w_var.shape[1:]), dims=2)
-                         + log_normal(z, torch.zeros_like(z), torch.ones_like(z), dims=1)
-                         - log_normal(z, mu[:, None], var[:, None], dims=1))
-                acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=1))
-            out[r0:r0 + rows] = acc - math.log(k)
+        passes = math.ceil(n / rows) * math.ceil(k / cols)
+        with progress_bar(passes, f"log_prob {n:,} kernels x {k:,} samples", progress) as bar:
+            for r0 in range(0, n, rows):
+                wr, mu, var = w[r0:r0 + rows], z_mu[r0:r0 + rows], z_var[r0:r0 + rows]
+                acc = torch.full((wr.shape[0],), -math.inf, dtype=w.dtype, device=w.device)
+                for c0 in range(0, k, cols):
+                    s = min(cols, k - c0)
+                    eps = torch.randn(wr.shape[0], s, self.z_dim, generator=generator, dtype=w.dtype, device=w.device)
+                    z = mu[:, None] + var.sqrt()[:, None] * eps
+                    w_mu, w_var = self.decode(z.reshape(-1, self.z_dim))
+                    log_w = (log_normal(wr[:, None], w_mu.view(wr.shape[0], s, *w_mu.shape[1:]),
+                                        w_var.view(wr.shape[0], s, *w_var.shape[1:]), dims=2)
+                             + log_normal(z, torch.zeros_like(z), torch.ones_like(z), dims=1)
+                             - log_normal(z, mu[:, None], var[:, None], dims=1))
+                    acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=1))
+                    bar.update()
+                out[r0:r0 + rows] = acc - math.log(k)
         return out
 
-    # --- the folder format -------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, card: str | None = None) -> Path:
-        """Write model.safetensors + config.json + README.md to `save_directory`, atomically.
+    def source_kernels(self, split: str = "train") -> torch.Tensor:
+        """The (n, k, k) source kernels of `split` ("train" or "heldout") shipped in kernels.safetensors."""
+        sets = self.folder_files().kernel_sets()
+        if split not in sets:
+            raise PriorFormatError(f"kernels.safetensors of this prior has no tensor {split!r} (has {sorted(sets)})")
+        return sets[split]
 
-        Files are written into a temporary sibling folder which then replaces `save_directory`, so a
-        failure part-way leaves the old folder (or nothing) behind, never a mix.
+    # --- the folder and the Hub (huggingface_hub.ModelHubMixin) -------------------------------------
+    def folder_files(self) -> PriorFiles:
+        """Everything besides the weights that save_pretrained writes: config, provenance, card, kernels."""
+        return PriorFiles(self.config, self.provenance, self.card, self.kernels_file)
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        """This prior's card: the one it was loaded or given, else the minimal card its config implies."""
+        return ModelCard(self.card if self.card is not None else default_card(self.config))
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *, overwrite: bool = False,
+                        push_to_hub: bool = False, repo_id: str | None = None, **push_to_hub_kwargs) -> Any:
+        """Write the whole prior folder to `save_directory` and return its path (or, with `push_to_hub`, the push).
+
+        The folder gets model.safetensors, config.json and README.md (this prior's card, or a minimal one),
+        and provenance.json and kernels.safetensors when the prior has them: a loaded prior is saved with
+        everything it was loaded with. A missing folder, or one holding only prior files, is replaced
+        atomically. A folder holding other files is refused (FileExistsError) unless `overwrite`; then the
+        prior's files are replaced one by one and the other files are kept. Nothing else is ever deleted.
         """
-        target = Path(save_directory)
-        with staged_folder(target) as tmp:
-            tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
-            save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-            (tmp / CONFIG_NAME).write_text(self.config.to_json(), encoding="utf-8")
-            (tmp / CARD_NAME).write_text(card if card is not None else default_card(self.config), encoding="utf-8")
+        target = write_folder(save_directory, self.folder_files(), self.state_dict(), overwrite=overwrite)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or target.name, **push_to_hub_kwargs)
         return target
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> "DWPrior":
-        """Load a prior folder strictly: safetensors only, every tensor's name, shape and values checked."""
-        folder = Path(folder)
-        config = PriorConfig.from_file(folder / CONFIG_NAME)
-        model = cls(config)
-        weights = folder / WEIGHTS_NAME
-        if not weights.is_file():
-            raise PriorFormatError(f"{weights}: missing (a prior folder needs {CONFIG_NAME}, {WEIGHTS_NAME}, {CARD_NAME})")
-        try:
-            tensors = load_file(weights)
-        except (SafetensorError, OSError, ValueError) as e:
-            raise PriorFormatError(f"{weights}: not a readable safetensors file ({e})") from None
-        expected = model.state_dict()
-        missing, unexpected = expected.keys() - tensors.keys(), tensors.keys() - expected.keys()
-        if missing or unexpected:
-            raise PriorFormatError(
-                f"{weights}: tensors do not match architecture {config.architecture} (z_dim={config.z_dim}): "
-                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
-        for name, ref in expected.items():
-            t = tensors[name]
-            if t.shape != ref.shape:
-                raise PriorFormatError(f"{weights}: tensor {name} has shape {tuple(t.shape)}, "
-                                       f"architecture {config.architecture} needs {tuple(ref.shape)}")
-            if not t.is_floating_point():
-                raise PriorFormatError(f"{weights}: tensor {name} has dtype {t.dtype}, expected floating point")
-            if not torch.isfinite(t).all():
-                raise PriorFormatError(f"{weights}: tensor {name} contains NaN or inf")
+        """Load a prior folder strictly: safetensors only, every file and tensor checked (dwp_hub.prior_folder)."""
+        files, tensors = read_folder(folder)
+        model = cls(files.config)
         model.load_state_dict(tensors)
+        model.provenance, model.card, model.kernels_file = files.provenance, files.card, files.kernels
         return model.eval()
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None,
-                        cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
-                        token: str | bool | None = None) -> "DWPrior":
-        """Load a prior by local folder, Hub repo id (``org/name`` or ``org/name@revision``) or bundled name.
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, force_download: bool = False,
+                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                        local_files_only: bool = False, revision: str | None = None, **model_kwargs) -> "DWPrior":
+        """Load a prior by bundled name, local folder or Hub repo id (grammar: ``dwp_hub.hub``).
 
-        Resolution order: an existing local folder, then the Hugging Face Hub (through its cache;
-        honours HF_HUB_OFFLINE, HF_ENDPOINT, HF_HOME), then the priors bundled with dwp-hub.
+        ``"dwp/notmnist-7x7"`` (or ``"notmnist-7x7"``) loads the copy bundled with dwp-hub, checked by
+        SHA-256, without network access. The Hub is used for other ``ORG/NAME`` ids and whenever it is asked
+        for: ``ORG/NAME@REV``, ``revision=``, ``force_download=True`` or the ``hf-hub:`` prefix; files come
+        through the Hugging Face cache from one commit (``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, ``HF_HOME``
+        apply). ``prior.source`` records where it came from, with the commit or SHA-256 that pins it.
         """
-        resolved = resolve_prior(str(name_or_path), revision=revision, cache_dir=cache_dir,
-                                 local_files_only=local_files_only, token=token)
-        model = cls.from_folder(resolved.path)
-        model.source = resolved
+        return cls._from_pretrained(model_id=os.fspath(pretrained_model_name_or_path), revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download,
+                                    local_files_only=local_files_only, token=token, **model_kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | os.PathLike | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         **model_kwargs) -> "DWPrior":
+        if model_kwargs:
+            raise TypeError(f"unexpected argument(s) {sorted(model_kwargs)}")
+        source = locate(model_id, revision, cache_dir=cache_dir, force_download=force_download,
+                        local_files_only=local_files_only, token=token)
+        model = cls.from_folder(source.path)
+        if not source.sha256:
+            source = replace(source, sha256=sha256_file(source.path / WEIGHTS_NAME))
+        model.source = source
         return model
 
-    def push_to_hub(self, repo_id: str, *, card: str | None = None, revision: str | None = None,
-                    private: bool | None = None, commit_message: str | None = None, create_pr: bool = False,
-                    token: str | bool | None = None):
-        """Publish this prior to the Hub repo `repo_id` in one commit; returns a `dwp_hub.publish.PushResult`.
+    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
+                    token: str | bool | None = None, branch: str | None = None, create_pr: bool = False) -> PushResult:
+        """Publish this prior's whole folder to the Hub repo `repo_id` in one commit; returns a PushResult.
 
-        Saves it with `save_pretrained` (with `card`, else the minimal default card) to a temporary folder,
-        validates that folder and pushes it (see `dwp_hub.publish.push_folder` for the arguments).
+        Arguments as huggingface_hub's ``ModelHubMixin.push_to_hub``: `branch` is created from the default
+        branch when missing, `create_pr` opens a pull request against it instead. The folder is the one
+        save_pretrained writes (card, provenance and source kernels included), validated before any network
+        access; prior files the repo holds and this prior has not are deleted in the same commit.
         """
-        from .publish import push_prior
-
-        return push_prior(self, repo_id, card=card, revision=revision, private=private,
-                          commit_message=commit_message, create_pr=create_pr, token=token)
+        with tempfile.TemporaryDirectory(prefix="dwp-hub-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "prior")
+            return push_folder(folder, repo_id, revision=branch, private=private, commit_message=commit_message,
+                               create_pr=create_pr, token=token)
 
     def extra_repr(self) -> str:
         c = self.config
         return f"kernel_size={c.kernel_size}, z_dim={c.z_dim}, architecture={c.architecture}, domain={c.domain}"
-

@@ -1,6 +1,6 @@
 """Publishing prior folders to the Hugging Face Hub: validate completely, then one commit.
 
-`push_folder` refuses a folder that would not load back (``DWPrior.from_folder``, the model card's
+`push_folder` refuses a folder that would not load back (read strictly by ``dwp_hub.prior_folder``, the model card's
 metadata, the optional kernel samples) before it opens a single connection. It then creates the
 repository if needed and uploads every file of the folder in **one** commit: a push that fails or is
 interrupted half-way leaves the remote revision exactly as it was, since the Hub only moves a branch when
@@ -12,38 +12,23 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, constants
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 from huggingface_hub.errors import (
     HFValidationError,
     HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.utils import validate_repo_id
 
-from .config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
-from .errors import DWPError, PriorFormatError
-from .source_kernels import read_kernel_sets
+from .errors import PriorFormatError, PublishError
+from .prior_folder import CARD_NAME, LIBRARY_NAME, PRIOR_FILES, REQUIRED_FILES, PriorFiles, card_problem, read_folder
 
-if TYPE_CHECKING:
-    from .prior import DWPrior
-
-LIBRARY_NAME = "dwp-hub"
-# The files of the prior format; the last one is optional.
-PRIOR_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME)
-# Kernel samples shipped beside a prior: tensor names and the most kernels each may hold (see config.py).
 # Files that could only be read by unpickling: a prior folder never publishes them.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-
-
-class PublishError(DWPError):
-    """A push was refused before upload, or the Hub refused or failed it. The message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -60,47 +45,28 @@ class PushResult:
     files: tuple[str, ...]
 
 
-def _card_problem(path: Path) -> str | None:
-    if not path.is_file():
-        return "missing: a published prior needs a model card (render one with training/card.py)"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        return f"unreadable ({e})"
-    if not REGEX_YAML_BLOCK.search(text):
-        return "has no YAML metadata block (--- ... --- at the top)"
-    try:
-        meta = ModelCard(text).data.to_dict()
-    except Exception as e:  # yaml.YAMLError and ValueError from ModelCardData; any failure means "does not parse"
-        return f"metadata does not parse ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
-    if meta.get("library_name") != LIBRARY_NAME:
-        return f"metadata must say library_name: {LIBRARY_NAME} (found {meta.get('library_name')!r})"
-    return None
+def validate_folder(folder: str | os.PathLike) -> PriorFiles:
+    """Check that `folder` is a complete, self-consistent, publishable prior folder; return what it holds.
 
-
-def validate_folder(folder: str | os.PathLike) -> "DWPrior":
-    """Check that `folder` is a complete, self-consistent prior folder; return the loaded prior.
-
-    Loads it strictly as a DWPrior (config validated, every tensor's name, shape and values checked
-    against it), parses the model card's metadata, checks ``kernels.safetensors`` if present, and refuses
-    pickle-format files. Raises PriorFormatError / PublishError naming the file otherwise. No network.
+    Reads it strictly (config validated, every tensor's name, shape and values checked, provenance and
+    kernel samples parsed), requires a model card whose metadata parses with ``library_name: dwp-hub``,
+    and refuses pickle-format files. Raises PriorFormatError / PublishError naming the file. No network.
     """
-    from .prior import DWPrior
-
     folder = Path(folder)
     if not folder.is_dir():
-        raise PublishError(f"{folder}: not a folder (expected a prior folder with {', '.join(PRIOR_FILES[:3])})")
-    prior = DWPrior.from_folder(folder)
-    problem = _card_problem(folder / CARD_NAME)
+        raise PublishError(f"{folder}: not a folder (expected a prior folder with {', '.join(REQUIRED_FILES)})")
+    files, _ = read_folder(folder)
+    if files.card is None:
+        raise PriorFormatError(f"{folder / CARD_NAME}: missing: a published prior needs a model card "
+                               "(render one with training/card.py)")
+    problem = card_problem(files.card)
     if problem:
         raise PriorFormatError(f"{folder / CARD_NAME}: {problem}")
-    if (folder / KERNELS_NAME).exists():
-        read_kernel_sets(folder / KERNELS_NAME, prior.kernel_size)
     pickles = [p.name for p in _folder_files(folder).values() if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise PublishError(f"{folder}: refusing to publish pickle-format file(s) {sorted(pickles)}; "
                            "priors are safetensors only")
-    return prior
+    return files
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:
@@ -181,9 +147,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None
         raise PublishError(f"invalid repo id {repo_id!r}: {str(e).splitlines()[0]}") from None
     if "/" not in repo_id:
         raise PublishError(f"invalid repo id {repo_id!r}: expected ORG/NAME")
-    prior = validate_folder(folder)
+    cfg = validate_folder(folder).config
     files = _folder_files(folder)
-    cfg = prior.config
     message = commit_message or (f"Upload {cfg.kernel_size}x{cfg.kernel_size} deep weight prior "
                                  f"({cfg.domain}) with dwp-hub")
     from . import __version__
@@ -225,9 +190,3 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None
                       commit=info.oid, commit_url=info.commit_url, pr_url=info.pr_url,
                       changed=info.oid != remote.sha, files=tuple(files))
 
-
-def push_prior(prior: "DWPrior", repo_id: str, *, card: str | None = None, **push_kwargs) -> PushResult:
-    """Save `prior` (with `card`, or the minimal default card) to a temporary folder and push that folder."""
-    with tempfile.TemporaryDirectory(prefix="dwp-hub-push-") as tmp:
-        folder = prior.save_pretrained(Path(tmp) / "prior", card=card)
-        return push_folder(folder, repo_id, **push_kwargs)

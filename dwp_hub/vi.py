@@ -16,6 +16,7 @@ from torch import nn
 
 from .bayes_conv import bayes_layers, bayes_mode
 from .dwp_bound import DWPBound
+from .progress import progress_bar
 
 
 def elbo_loss(logits: torch.Tensor, targets: torch.Tensor, kl_term: torch.Tensor, dataset_size: int,
@@ -100,14 +101,20 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, bins:
 
 
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_samples: int = 10,
-             device: torch.device | str | None = None) -> dict[str, float]:
-    """Ensemble accuracy, NLL and ECE of `model` over (inputs, targets) batches (e.g. a DataLoader)."""
+             device: torch.device | str | None = None, progress: bool | None = None) -> dict[str, float]:
+    """Ensemble accuracy, NLL and ECE of `model` over (inputs, targets) batches (e.g. a DataLoader).
+
+    `progress`: a tqdm bar over the batches (None: on a terminal only).
+    """
     all_probs, all_targets = [], []
-    for x, y in batches:
-        if device is not None:
-            x, y = x.to(device), y.to(device)
-        all_probs.append(predict_proba(model, x, num_samples).cpu())
-        all_targets.append(y.cpu())
+    total = len(batches) if hasattr(batches, "__len__") else None
+    with progress_bar(total, f"evaluate ({num_samples} samples)", progress, unit="batch") as bar:
+        for x, y in batches:
+            if device is not None:
+                x, y = x.to(device), y.to(device)
+            all_probs.append(predict_proba(model, x, num_samples).cpu())
+            all_targets.append(y.cpu())
+            bar.update()
     probs, targets = torch.cat(all_probs), torch.cat(all_targets)
     return {"accuracy": accuracy(probs, targets), "nll": nll(probs, targets),
             "ece": expected_calibration_error(probs, targets)}

@@ -12,19 +12,21 @@ posterior parameters and returning a scalar; the deep weight prior's bound has t
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 from torch import nn
 
 from .gaussian import kl_to_standard_normal
-from .resolve import resolve_prior
-from .source_kernels import load_source_kernels
+from .prior import DWPrior
 
 # Molchanov et al. (2017), eq. 14: −KL(q ‖ log-uniform) ≈ k1·σ(k2 + k3·log α) − ½·log(1 + 1/α) − k1.
 LOG_UNIFORM_K1 = 0.63576
 LOG_UNIFORM_K2 = 1.87320
 LOG_UNIFORM_K3 = 1.48695
+# Appendix C's Gaussian: this fraction of the mean per-weight variance is added to the covariance's diagonal.
+GAUSSIAN_JITTER = 1e-4
 # Keeps log μ² finite where μ = 0 exactly (α → ∞ there, where the KL is flat in μ anyway).
 LOG_UNIFORM_MU2_EPS = 1e-16
 
@@ -107,11 +109,12 @@ class MultivariateGaussianPrior(WeightPrior):
         self.register_buffer("log_det", (2 * chol.diagonal().log().sum()).float())
 
     @classmethod
-    def fit(cls, kernels: torch.Tensor, jitter: float = 1e-4) -> "MultivariateGaussianPrior":
+    def fit(cls, kernels: torch.Tensor, jitter: float = GAUSSIAN_JITTER) -> "MultivariateGaussianPrior":
         """Maximum-likelihood N(m, Σ) of `kernels` (n, k, k): sample mean and the 1/n sample covariance.
 
         ``jitter`` × (mean variance) is added to Σ's diagonal so it stays invertible when some directions of
-        kernel space are (nearly) unused, e.g. with fewer than k² kernels.
+        kernel space are (nearly) unused, e.g. with fewer than k² kernels. This is the one fit of the
+        package: the VI baseline of Fig. 2 and the yardstick on each prior's card both use it.
         """
         if kernels.dim() != 3 or kernels.shape[1] != kernels.shape[2]:
             raise ValueError(f"kernels must have shape (n, k, k), got {tuple(kernels.shape)}")
@@ -127,11 +130,17 @@ class MultivariateGaussianPrior(WeightPrior):
         return cls(mean.view(kernels.shape[1], -1), cov)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, split: str = "train", jitter: float = 1e-4,
-                        **resolve_kwargs) -> "MultivariateGaussianPrior":
-        """Fit to the source kernels (``kernels.safetensors``, tensor `split`) of a prior folder or name."""
-        folder = resolve_prior(str(name_or_path), **resolve_kwargs).path
-        return cls.fit(load_source_kernels(folder, split), jitter=jitter)
+    def from_pretrained(cls, name_or_path: str | os.PathLike, split: str = "train", jitter: float = GAUSSIAN_JITTER,
+                        **load_kwargs) -> "MultivariateGaussianPrior":
+        """Fit to the source kernels (``kernels.safetensors``, tensor `split`) of a deep weight prior."""
+        return cls.fit(DWPrior.from_pretrained(name_or_path, **load_kwargs).source_kernels(split), jitter=jitter)
+
+    def log_prob(self, kernels: torch.Tensor) -> torch.Tensor:
+        """log N(w | m, Σ) per kernel of `kernels` (n, k, k), computed in float64."""
+        d = self.mean.numel()
+        x = kernels.reshape(-1, d).double() - self.mean.double()
+        quad = ((x @ self.precision.double()) * x).sum(-1)
+        return (-0.5 * (d * math.log(2 * math.pi) + self.log_det.double() + quad)).float()
 
     def kl(self, mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
         # KL(N(μ, diag σ²) ‖ N(m, Σ)) = ½ [tr(Σ⁻¹ diag σ²) + (μ−m)ᵀ Σ⁻¹ (μ−m) − d + log|Σ| − Σ log σ²]

@@ -956,9 +956,9 @@ def write_prior_folder(folder: os.PathLike, seed: int, kernel_size: int = 3, ker
 
     torch.manual_seed(seed)
     prior = DWPrior.for_kernel_size(kernel_size, "notmnist", provenance={"dataset": "notmnist-style", "seed": seed})
-    card = render_card(prior.config, metrics or {"heldout_elbo": 1.5 + seed, "heldout_iwae_loglik": 1.75 + seed,
-                                                 "iwae_samples": 1000})
-    prior.save_pretrained(folder, card=card)
+    prior.card = render_card(prior.config, prior.provenance, metrics or {
+        "heldout_elbo": 1.5 + seed, "heldout_iwae_loglik": 1.75 + seed, "iwae_samples": 1000})
+    prior.save_pretrained(folder)
     if kernels:
         g = torch.Generator().manual_seed(seed)
         save_file({"train": torch.randn(64, kernel_size, kernel_size, generator=g),

@@ -1,5 +1,6 @@
 """`dwp-hub list / info / sample`, run as a user would: the installed console script."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -43,10 +44,31 @@ def test_sample_writes_a_png_grid(prior_dir, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
-def test_info_shows_config_and_card(prior_dir):
-    proc = run("info", str(prior_dir))
+def test_info_is_a_short_summary_with_json_and_provenance_on_request():
+    proc = run("info", "dwp/notmnist-7x7")
     assert proc.returncode == 0, proc.stderr
-    assert '"kernel_size": 7' in proc.stdout and "library_name" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert len(lines) < 25
+    assert "bundled dwp/notmnist-7x7 (sha256 " in proc.stdout and "7x7 kernels, domain notmnist" in proc.stdout
+    assert "heldout_iwae_loglik" in proc.stdout and "font_files_test" not in proc.stdout
+    full = json.loads(run("info", "dwp/notmnist-7x7", "--json").stdout)
+    assert full["config"]["kernel_size"] == 7 and full["card_metadata"]["library_name"] == "dwp-hub"
+    assert full["source"]["origin"] == "bundled" and len(full["source"]["sha256"]) == 64
+    provenance = json.loads(run("info", "dwp/notmnist-7x7", "--provenance").stdout)
+    assert len(provenance["font_files_test"]) > 100
+
+
+def test_a_closed_pipe_ends_quietly():
+    proc = subprocess.run(f"'{EXE}' info dwp/notmnist-7x7 --provenance | head -n 2", shell=True,
+                          capture_output=True, text=True, timeout=120, executable="/bin/bash")
+    assert proc.stdout.splitlines()[0] == "{" and proc.stderr == ""
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom dwp_hub.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 import timm
+from huggingface_hub import ModelCard
 import torch
 import torchvision
 from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+import dwp_hub
 from dwp_hub import DWPrior
 from dwp_hub.cli import main
 
@@ -42,11 +44,21 @@ def test_init_resnet18_offline_on_a_fresh_install_loads_in_timm(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "initialised 17 of 20 conv layers" in proc.stdout and "kept: no prior for 1x1 kernels" in proc.stdout
     out = tmp_path / "out"
-    assert leftovers(out) == ["config.json", "model.safetensors"]
+    assert leftovers(out) == ["README.md", "config.json", "model.safetensors"]
     assert leftovers(tmp_path) == ["out"]  # no temporary folder left, nothing cached
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "resnet18"
-    assert config["dwp_init"]["priors"] == {"3x3": "dwp/notmnist-3x3", "7x7": "dwp/notmnist-7x7"}
+    manifest = json.loads((Path(dwp_hub.__file__).parent / "bundled" / "manifest.json").read_text())
+    # Only the priors used, each pinned by the SHA-256 of its weights.
+    assert config["dwp_init"]["priors"] == {
+        name: {"prior": name, "origin": "bundled", "repo_id": name, "sha256": manifest[name]["model.safetensors"]}
+        for name in ("dwp/notmnist-7x7", "dwp/notmnist-3x3")}
+    cfg = config["pretrained_cfg"]
+    assert cfg["tag"] == "dwp_init" and "hf_hub_id" not in cfg and "a1_in1k" not in json.dumps(cfg)
+    assert "dwp/notmnist-3x3" in cfg["description"] and cfg["num_classes"] == 1000
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "timm" and "deep-weight-prior" in card.data.tags
+    assert "timm.create_model('resnet18', pretrained=True" in card.text and "out/model.safetensors" in card.text
 
     loaded = timm.create_model("resnet18", pretrained=True,
                                pretrained_cfg_overlay=dict(file=str(out / "model.safetensors"))).eval()
@@ -67,7 +79,7 @@ def test_init_resnet18_offline_on_a_fresh_install_loads_in_timm(tmp_path):
             assert not torch.equal(value, pristine[key]), key
             raw = value / layers[name]["scale"]
             assert mean_elbo(priors[layers[name]["kernel_size"]], raw) > \
-                priors[layers[name]["kernel_size"]].config.provenance["heldout_elbo"], key
+                priors[layers[name]["kernel_size"]].provenance["heldout_elbo"], key
         else:
             assert torch.equal(value, pristine[key]), key
 
@@ -98,7 +110,7 @@ def test_rerun_replaces_an_earlier_output_atomically(tmp_path):
         result = invoke("init", "mobilenetv3_small_100", "--prior", "notmnist", "--seed", seed, "--out", str(out))
         assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["dwp_init"]["seed"] == 2
-    assert leftovers(tmp_path) == ["out"] and leftovers(out) == ["config.json", "model.safetensors"]
+    assert leftovers(tmp_path) == ["out"] and leftovers(out) == ["README.md", "config.json", "model.safetensors"]
     assert oct(out.stat().st_mode & 0o777) != oct(0o700)  # not mkdtemp's private mode
 
 

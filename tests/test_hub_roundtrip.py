@@ -7,6 +7,7 @@ those at import.
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ for name, folder in json.loads(sys.argv[1]).items():
         "config": got.config.to_dict() == ref.config.to_dict(),
         "files": digest(got.source.path) == digest(folder),
         "blobs": all(blob_named_by_etag(f) for f in got.source.path.iterdir()),
-        "source": got.source.source, "revision": got.source.revision,
+        "source": got.source.origin, "revision": got.source.revision,
     }
 for repo, filename in json.loads(sys.argv[2]) if len(sys.argv) > 2 else []:
     from huggingface_hub import hf_hub_download
@@ -63,13 +64,12 @@ print(json.dumps(out))
 # push_folder, and a private repo; prints the commits.
 PUSH_MORE = r"""
 import json, sys
-from pathlib import Path
 from dwp_hub import DWPrior
 from dwp_hub.publish import push_folder
 
 args = json.loads(sys.argv[1])
 v2 = DWPrior.from_folder(args["v2"])
-main = v2.push_to_hub(args["repo"], card=(Path(args["v2"]) / "README.md").read_text(), commit_message="retrained")
+main = v2.push_to_hub(args["repo"], commit_message="retrained")
 branch = push_folder(args["v1"], args["repo"], revision="dev")
 pr = push_folder(args["v2"], args["repo"], revision="dev", create_pr=True)
 private = push_folder(args["v1"], args["private_repo"], private=True)
@@ -163,7 +163,7 @@ def test_load_back_by_name_and_by_commit_is_bit_identical(published, fetched):
         assert got == loaded(c1), name
     assert fetched["result"][f"{REPO}/no-such-file.txt"] == "RemoteEntryNotFoundError"
     assert fetched["result"]["org/never-published"]["error"].startswith(
-        "PriorNotFoundError: no prior named 'org/never-published': no such local folder; RepositoryNotFoundError")
+        "PriorNotFoundError: no prior named 'org/never-published': RepositoryNotFoundError")
     routes = {(m, r, s) for m, r, s, _ in fetched["log"]}
     # Small files through the commit-pinned 307 of public repos, LFS files by a 302 to the CDN and fetched
     # there without the token (the CDN refuses requests that carry one).
@@ -212,3 +212,35 @@ def test_second_push_makes_a_new_commit_and_the_old_one_still_resolves(hub, fold
                          PRIVATE: pushed["private"]}
     for name, revision in expected_revision.items():
         assert result[name] == loaded(revision), name
+
+
+# Runs in a client process: the issue's round trip. A bundled prior is loaded, saved, the saved copy pushed
+# with DWPrior.push_to_hub, then fetched back by name in the same process (after the push, so online).
+BUNDLED_ROUND_TRIP = r"""
+import json, sys
+from pathlib import Path
+from dwp_hub import DWPrior
+
+repo, out = sys.argv[1], Path(sys.argv[2])
+bundled = DWPrior.from_pretrained("dwp/notmnist-5x5")
+saved = bundled.save_pretrained(out / "saved")
+pushed = DWPrior.from_pretrained(saved).push_to_hub(repo)
+back = DWPrior.from_pretrained(f"{repo}@{pushed.commit}")
+print(json.dumps({"bundled": str(bundled.source.path), "saved": str(saved), "downloaded": str(back.source.path),
+                  "commit": pushed.commit, "origin": back.source.origin, "revision": back.source.revision,
+                  "sha256": [bundled.source.sha256, back.source.sha256]}))
+"""
+
+
+def test_bundled_prior_saved_pushed_and_downloaded_is_byte_identical(hub, tmp_path):
+    env = client_env(hub.url, tmp_path / "home", token=TOKEN)
+    out = last_json(run_python(BUNDLED_ROUND_TRIP, env, "org/notmnist-5x5", str(tmp_path)))
+    files = {name: {p.name: p.read_bytes() for p in Path(out[name]).iterdir()}
+             for name in ("bundled", "saved", "downloaded")}
+    assert sorted(files["bundled"]) == ["README.md", "config.json", "kernels.safetensors", "model.safetensors",
+                                        "provenance.json"]
+    assert files["saved"] == files["bundled"] and files["downloaded"] == files["bundled"]
+    remote = hub.state.files("org/notmnist-5x5", out["commit"])
+    assert {k: v for k, v in remote.items() if k != ".gitattributes"} == files["bundled"]
+    assert out["origin"] == "hub" and out["revision"] == out["commit"]
+    assert out["sha256"][0] == out["sha256"][1]

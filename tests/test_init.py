@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from dwp_hub import DWPrior, PriorNotFoundError, init_from_prior
-from dwp_hub.init import DEFAULT_RESCALE, domain_priors, resolve_priors
+from dwp_hub.init import DEFAULT_RESCALE
+from dwp_hub.prior_spec import domain_priors, resolve_priors
 from dwp_hub.networks import save_checkpoint
 
 # Few-kernel models run in full here; resnet18 (1.2M kernels) runs once, end to end, in test_cli_init.py.
@@ -65,7 +66,7 @@ def test_matching_layers_get_prior_kernels_and_the_rest_stays_bit_identical(name
         # the prior's held-out source kernels, and higher than Xavier kernels of the same layer and RMS.
         raw = w / r.scale
         sampled = mean_elbo(prior, raw)
-        assert sampled > prior.config.provenance["heldout_elbo"], r.name
+        assert sampled > prior.provenance["heldout_elbo"], r.name
         assert sampled > mean_elbo(prior, xavier_like(raw)), r.name
     for key, value in model.state_dict().items():
         if key not in changed:
@@ -143,11 +144,15 @@ def test_prior_forms_resolve_to_one_prior_per_kernel_size(priors, tmp_path):
     assert domain_priors("notmnist") == ["dwp/notmnist-7x7", "dwp/notmnist-5x5", "dwp/notmnist-3x3"]
     assert domain_priors("no-such-domain") == []
     table = resolve_priors(["notmnist-7x7", "dwp/notmnist-3x3"])
-    assert {k: label for k, (_, label) in table.items()} == {7: "notmnist-7x7", 3: "dwp/notmnist-3x3"}
+    assert {k: e.label for k, e in table.items()} == {7: "notmnist-7x7", 3: "dwp/notmnist-3x3"}
+    assert {k: e.source.origin for k, e in table.items()} == {7: "bundled", 3: "bundled"}
     folder = priors[5].save_pretrained(tmp_path / "mine-5x5")
-    assert resolve_priors({5: str(folder)})[5][1] == str(folder)
-    assert resolve_priors(priors[3])[3][0] is priors[3]
-    with pytest.raises(ValueError, match="priors\\[5\\] is dwp/notmnist-3x3, a prior over 3x3"):
+    assert resolve_priors({5: str(folder)})[5].label == str(folder)
+    assert resolve_priors(priors[3])[3].prior is priors[3]
+    baselines = resolve_priors({7: "gaussian:dwp/notmnist-7x7", 3: "normal"})
+    assert type(baselines[7].prior).__name__ == "MultivariateGaussianPrior" and baselines[3].label == "normal"
+    assert resolve_priors("normal")[None].label == "normal"
+    with pytest.raises(ValueError, match="priors\\[5\\] is dwp/notmnist-3x3 \\(3x3\\), not a prior over 5x5"):
         resolve_priors({5: "dwp/notmnist-3x3"})
     with pytest.raises(ValueError, match="two priors for 5x5 kernels"):
         resolve_priors(["notmnist", str(tmp_path / "mine-5x5"), "dwp/notmnist-3x3"])

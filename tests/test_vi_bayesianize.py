@@ -1,6 +1,7 @@
 """bayesianize on real timm models and on the convolutions it must refuse; ELBO and ensemble helpers."""
 
 import copy
+import re
 
 import pytest
 import timm
@@ -10,7 +11,7 @@ from timm.layers import StdConv2d, create_conv2d
 from torch import nn
 
 from dwp_hub import (BayesConv2d, DWPBound, DWPrior, LogUniformPrior, MultivariateGaussianPrior, NormalPrior,
-                     bayes_mode, bayesianize, elbo_loss, evaluate, expected_calibration_error, kl,
+                     PriorNotFoundError, bayes_mode, bayesianize, elbo_loss, evaluate, expected_calibration_error, kl,
                      parameter_groups, predict_proba)
 
 
@@ -99,13 +100,19 @@ def test_unfaithful_convolutions_are_reported_not_changed(priors):
     model = nn.Sequential(_Doubling(4, 4, 3), weight_normed, hooked, nn.Conv2d(4, 4, (1, 7)), nn.Conv2d(4, 4, 5),
                           nn.ConvTranspose2d(4, 4, 3), _OnlyInit(4, 4, 3), nn.Conv2d(4, 4, 1))
     before = list(model)
-    report = bayesianize(model, {(1, 7): priors[7], 3: "normal", 5: priors[7]})
+    # A prior given for a kernel size it does not model is refused before anything changes (one grammar with
+    # init_from_prior), rather than reported layer by layer.
+    for key in ((1, 7), 5):
+        with pytest.raises(ValueError, match=rf"priors\[{re.escape(repr(key))}\] is .*not a prior over"):
+            bayesianize(model, {key: priors[7], 3: "normal"})
+        assert list(model) == before
+    report = bayesianize(model, {3: "normal"})
     reasons = {r.name: (r.converted, r.reason) for r in report.layers}
     assert "overrides forward" in reasons["0"][1]
     assert "parametrised" in reasons["1"][1]
     assert "hooks" in reasons["2"][1]
-    assert "the prior models 7x7 kernels, this layer has 1x7" == reasons["3"][1]
-    assert "the prior models 7x7 kernels, this layer has 5x5" == reasons["4"][1]
+    assert reasons["3"] == (False, "no prior for 1x7 kernels and no fallback")
+    assert reasons["4"] == (False, "no prior for 5x5 kernels and no fallback")
     assert "not an nn.Conv2d" in reasons["5"][1]
     assert reasons["6"] == (True, "")
     assert reasons["7"] == (False, "no prior for 1x1 kernels and no fallback")
@@ -146,13 +153,23 @@ def test_paper_mnist_net_with_the_bundled_priors_and_baselines():
 
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
     gaussians = {k: MultivariateGaussianPrior.from_pretrained(f"dwp/notmnist-{k}x{k}") for k in (7, 5)}
-    for spec in ({7: "dwp/notmnist-7x7", 5: "dwp/notmnist-5x5"}, gaussians, "normal", "log-uniform"):
+    specs = ({7: "dwp/notmnist-7x7", 5: "dwp/notmnist-5x5"}, "notmnist", ["notmnist-7x7", "dwp/notmnist-5x5@" + "x"],
+             gaussians, {7: "gaussian:dwp/notmnist-7x7", 5: "gaussian:notmnist-5x5"}, "normal", "log-uniform")
+    for spec in specs:
         model = net()
+        if "@" in str(spec):  # a revision asks for the Hub, which the tests keep offline
+            with pytest.raises(PriorNotFoundError, match="offline"):
+                bayesianize(model, spec)
+            continue
         report = bayesianize(model, spec, subsample=16)
         assert len(report.converted) == 2 and report.layers[1].kernels == 4096
         loss = elbo_loss(model(x), y, kl(model), dataset_size=50)
         loss.backward()
         assert torch.isfinite(loss) and model[3].log_sigma2.grad.abs().sum() > 0
+        if spec == "notmnist":  # the domain shorthand: only the priors used are recorded, each with its SHA-256
+            assert [r.prior for r in report.converted] == ["dwp/notmnist-7x7", "dwp/notmnist-5x5"]
+            assert set(report.priors) == {"dwp/notmnist-7x7", "dwp/notmnist-5x5"}
+            assert all(len(r["sha256"]) == 64 and r["origin"] == "bundled" for r in report.priors.values())
 
 
 def test_elbo_loss_scales_the_data_term_to_the_dataset():

@@ -30,14 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import save_file
 
 import dwp_hub
 from dwp_hub import DWPrior
 from dwp_hub.atomic import staged_folder
-from dwp_hub.config import CARD_NAME, CONFIG_NAME, KERNELS_NAME, WEIGHTS_NAME
-from dwp_hub.source_kernels import MAX_KERNEL_SAMPLES
+from dwp_hub.hub import BUNDLED_DIR, DEFAULT_ORG, MANIFEST_NAME
 from dwp_hub.images import kernel_grid, save_png
+from dwp_hub.prior_folder import CONFIG_NAME, MAX_KERNEL_SAMPLES, PRIOR_FILES, encode_kernel_sets, sha256_file
 
 from . import loops
 from .baselines import full_gaussian_loglik, isotropic_gaussian_loglik
@@ -47,7 +46,6 @@ from .kernel_sets import build_kernel_set
 from .recipes import PriorRecipe, SourceRecipe, get_recipe
 from .source_nets import build_source_net
 
-PRIOR_FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, KERNELS_NAME)
 DATA_RECORD = "data.json"  # beside the source nets: provenance and facts of the data they were trained on
 
 
@@ -222,7 +220,7 @@ class Build:
                      f"{metrics['heldout_iwae_loglik']:.3f}, full-cov Gaussian {metrics['heldout_fullcov_gaussian_loglik']:.3f}, "
                      f"isotropic Gaussian {metrics['heldout_isotropic_gaussian_loglik']:.3f} nats/kernel")
             if self.accelerator.is_main_process:
-                prior.config.provenance = self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats,
+                prior.provenance = self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats,
                                                            time.monotonic() - t0)
                 self._figures(recipe, prior, train)
                 self._write_folder(target, prior, metrics, train, heldout)
@@ -301,43 +299,38 @@ class Build:
 
     def _write_folder(self, target: Path, prior: DWPrior, metrics: dict[str, float], train: torch.Tensor,
                       heldout: torch.Tensor) -> None:
-        with staged_folder(target) as staging:
-            prior.save_pretrained(staging, card=_card(prior, metrics))
-            g = torch.Generator().manual_seed(self.seed)
-            sample = {split: t[torch.randperm(len(t), generator=g)[:MAX_KERNEL_SAMPLES]].contiguous()
-                      for split, t in (("train", train), ("heldout", heldout))}
-            save_file(sample, str(staging / KERNELS_NAME),
-                      metadata={"note": f"random subsets (at most {MAX_KERNEL_SAMPLES}) of the train / held-out "
-                                        "source kernels this prior was fitted to / scored on"})
-
-
-def _card(prior: DWPrior, metrics: dict[str, float]) -> str:
-    """README.md from the publishing template (training/card.py) — or the runtime's minimal card without it."""
-    try:
         from .card import render_card
-    except ImportError:
-        from dwp_hub.card import default_card
 
-        return default_card(prior.config)
-    return render_card(prior.config, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        prior.card = render_card(prior.config, prior.provenance, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        g = torch.Generator().manual_seed(self.seed)
+        sample = {split: t[torch.randperm(len(t), generator=g)[:MAX_KERNEL_SAMPLES]]
+                  for split, t in (("train", train), ("heldout", heldout))}
+        prior.kernels_file = encode_kernel_sets(
+            sample, note=f"random subsets (at most {MAX_KERNEL_SAMPLES}) of the train / held-out source kernels "
+                         "this prior was fitted to / scored on")
+        prior.save_pretrained(target)
 
 
 def _subset(data: torch.utils.data.TensorDataset, n: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(*(t[:n] for t in data.tensors))
 
 
-def install_bundled(folder: str | Path, name: str | None = None) -> Path:
-    """Copy a built prior folder into ``dwp_hub/bundled/<org>--<name>/`` (default org ``dwp``), atomically."""
-    from dwp_hub.resolve import BUNDLED_DIR, DEFAULT_ORG
-
+def install_bundled(folder: str | Path, name: str | None = None, bundled_dir: str | Path = BUNDLED_DIR) -> Path:
+    """Copy a built prior folder into ``dwp_hub/bundled/<org>--<name>/`` (default org ``dwp``), atomically,
+    and record the SHA-256 of each of its files in the bundled manifest, which pins the bundled name."""
+    bundled_dir = Path(bundled_dir)
     folder = Path(folder)
     DWPrior.from_folder(folder)  # refuse to bundle anything that does not load
     repo_id = name or f"{DEFAULT_ORG}/{folder.name}"
     if repo_id.count("/") != 1:
         raise ValueError(f"bundle name must be ORG/NAME, got {repo_id!r}")
-    target = BUNDLED_DIR / repo_id.replace("/", "--")
+    target = bundled_dir / repo_id.replace("/", "--")
     with staged_folder(target) as staging:
-        for f in PRIOR_FOLDER_FILES:
+        for f in PRIOR_FILES:
             if (folder / f).is_file():
                 shutil.copy2(folder / f, staging / f)
+    manifest_path = bundled_dir / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest[repo_id] = {f: sha256_file(target / f) for f in PRIOR_FILES if (target / f).is_file()}
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return target

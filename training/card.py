@@ -15,9 +15,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from dwp_hub.card import PAPER_ARXIV, card_metadata
-from dwp_hub.config import PriorConfig
-from dwp_hub.resolve import DEFAULT_ORG
+from dwp_hub.hub import DEFAULT_ORG
+from dwp_hub.prior_folder import PAPER_ARXIV, PROVENANCE_NAME, PriorConfig, card_metadata
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "cards"
 TEMPLATE_PATH = CARDS_DIR / "template.md"
@@ -57,7 +56,7 @@ BASELINES = {
     "heldout_fullcov_gaussian_loglik": "a full-covariance Gaussian fitted to the same training kernels (as in paper appendix C)",
     "heldout_isotropic_gaussian_loglik": "an isotropic Gaussian fitted to the same training kernels",
 }
-# Longest rendering of one provenance value in the table; the full record stays in config.json.
+# Longest rendering of one provenance value in the table; the full record stays in provenance.json.
 MAX_CELL_CHARS = 300
 MAX_LIST_ITEMS = 8
 
@@ -93,7 +92,7 @@ def _format_value(value: Any) -> str:
         text = str(value)
     text = " ".join(text.split()).replace("|", "\\|")
     if len(text) > MAX_CELL_CHARS:
-        text = text[: MAX_CELL_CHARS - 1] + "… (full record in `config.json`)"
+        text = text[: MAX_CELL_CHARS - 1] + f"… (full record in `{PROVENANCE_NAME}`)"
     return text
 
 
@@ -118,8 +117,8 @@ def _comparison(metrics: dict[str, float]) -> str:
     return text
 
 
-def _hub_datasets(config: PriorConfig) -> list[str]:
-    names = [config.domain] + [v for k, v in config.provenance.items() if "data" in k.lower() and isinstance(v, str)]
+def _hub_datasets(config: PriorConfig, provenance: dict[str, Any]) -> list[str]:
+    names = [config.domain] + [v for k, v in provenance.items() if "data" in k.lower() and isinstance(v, str)]
     found = []
     for name in names:
         hub_id = HUB_DATASETS.get(name.strip().lower())
@@ -146,8 +145,9 @@ def _eval_results(config: PriorConfig, metrics: dict[str, float]) -> list[EvalRe
     return results
 
 
-def render_card(config: PriorConfig, metrics: dict[str, float], repo_id: str | None = None) -> str:
-    """The full model card (README.md text) of a prior built with `config`, reporting `metrics`.
+def render_card(config: PriorConfig, provenance: dict[str, Any], metrics: dict[str, float],
+                repo_id: str | None = None) -> str:
+    """The full model card (README.md text) of a prior built with `config` as `provenance` records, reporting `metrics`.
 
     `repo_id` is the name the card tells users to load (default ``dwp/<domain>-<k>x<k>``); its last part
     names the hand-written section ``cards/<name>.md`` merged in when present. Every metric must be finite.
@@ -160,12 +160,11 @@ def render_card(config: PriorConfig, metrics: dict[str, float], repo_id: str | N
     meta = card_metadata(config)
     card_data = ModelCardData(
         library_name=meta["library_name"], license=meta["license"], tags=meta["tags"],
-        datasets=_hub_datasets(config) or None,
+        datasets=_hub_datasets(config, provenance) or None,
         model_name=repo_id, eval_results=_eval_results(config, metrics) or None,
     )
-    provenance = sorted(config.provenance.items())
-    provenance_table = (_table([(f"`{key}`", _format_value(v)) for key, v in provenance], ("recorded", "value"))
-                        if provenance else "(nothing recorded)")
+    provenance_table = (_table([(f"`{key}`", _format_value(v)) for key, v in sorted(provenance.items())],
+                               ("recorded", "value")) if provenance else "(nothing recorded)")
     ordered = [k for k in METRIC_LABELS if k in metrics] + sorted(k for k in metrics if k not in METRIC_LABELS)
     metrics_table = _table([(METRIC_LABELS.get(key, f"`{key}`"), _format_value(metrics[key])) for key in ordered],
                            ("measure", "value")) if metrics else ""

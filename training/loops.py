@@ -62,7 +62,7 @@ def run_training(accelerator: Accelerator, objective: nn.Module, tensors: tuple[
     total = spec.epochs * steps_per_epoch
     last_loss, last_save, t0 = float("nan"), time.monotonic(), time.monotonic()
     bar = tqdm(range(start_epoch, spec.epochs), desc=spec.desc, unit="epoch", initial=start_epoch, total=spec.epochs,
-               disable=not (progress and accelerator.is_main_process))
+               disable=None if progress and accelerator.is_main_process else True)  # None: quiet when not a TTY
     for epoch in bar:
         model.train()
         step, running, count = epoch * steps_per_epoch, torch.zeros((), device=accelerator.device), 0

@@ -21,6 +21,7 @@ from dwp_hub import DWPBound, approximation_gap
 from dwp_hub.bayes_conv import bayes_layers
 from dwp_hub.dwp_bound import gaussian_entropy
 from dwp_hub.gaussian import log_normal
+from dwp_hub.subsample import posterior_sample
 
 from .context import RunContext
 from .data import train_test_split
@@ -46,9 +47,9 @@ def prior_r_bound(layer, samples: int, max_kernels: int, max_batch: int = 65536)
     prior: DWPBound = layer.prior
     mu, log_sigma2 = prior.as_kernels(layer.weight), prior.as_kernels(layer.log_sigma2)
     n = mu.shape[0]
-    m = min(n, max_kernels)
-    idx = torch.randperm(n, device=mu.device)[:m]
-    w = mu[idx] + (0.5 * log_sigma2[idx]).exp() * torch.randn_like(mu[idx])
+    neg_entropy = -gaussian_entropy(log_sigma2).item()
+    w, scale = posterior_sample(mu, log_sigma2, max_kernels)
+    m = w.shape[0]
     per_kernel = torch.empty(m, dtype=torch.float64, device=mu.device)
     rows = max(1, max_batch // samples)
     for r0 in range(0, m, rows):
@@ -57,8 +58,7 @@ def prior_r_bound(layer, samples: int, max_kernels: int, max_batch: int = 65536)
         w_mu, w_var = prior.aux.decode(z)
         lp = log_normal(wr.repeat_interleave(samples, 0), w_mu, w_var, dims=2)
         per_kernel[r0:r0 + rows] = lp.view(wr.shape[0], samples).double().mean(1)
-    neg_entropy = -gaussian_entropy(log_sigma2).item()
-    bound = neg_entropy - n / m * per_kernel.sum().item()
+    bound = neg_entropy - scale * per_kernel.sum().item()
     stderr = n * per_kernel.std().item() / math.sqrt(m) if m > 1 else math.inf
     return bound, stderr
 

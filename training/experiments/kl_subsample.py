@@ -14,6 +14,7 @@ import torch
 
 from dwp_hub import WeightPrior
 from dwp_hub.dwp_bound import gaussian_entropy
+from dwp_hub.subsample import kernel_subset
 
 
 class SubsampledKL(WeightPrior):
@@ -31,13 +32,12 @@ class SubsampledKL(WeightPrior):
     def kl(self, mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
         kh, kw = mu.shape[-2:]
         mu, log_sigma2 = mu.reshape(-1, 1, kh, kw), log_sigma2.reshape(-1, 1, kh, kw)
-        n, m = mu.shape[0], self.subsample
-        if m is None or m >= n:
+        idx, scale = kernel_subset(mu.shape[0], self.subsample, mu.device)
+        if idx is None:
             return self.prior.kl(mu, log_sigma2)
-        idx = torch.randperm(n, device=mu.device)[:m]
         part_mu, part_ls = mu[idx], log_sigma2[idx]
         cross = self.prior.kl(part_mu, part_ls) + gaussian_entropy(part_ls)  # Σ_subset (KL_i + H_i)
-        return -gaussian_entropy(log_sigma2) + (n / m) * cross
+        return -gaussian_entropy(log_sigma2) + scale * cross
 
     def extra_repr(self) -> str:
         return f"subsample={self.subsample}"

@@ -1,7 +1,7 @@
 """The priors and source kernels an experiment uses, loaded once per process.
 
-Names resolve to a local folder first, then to the copy bundled with dwp_hub (no Hub request, so runs are
-reproducible offline and on machines without network), and only then through ``DWPrior.from_pretrained``.
+Names resolve as everywhere in dwp_hub (``DWPrior.from_pretrained``): a bundled name loads the bundled copy
+without any Hub request, so runs are reproducible offline; ``NAME@REV`` pins a Hub commit.
 """
 
 from __future__ import annotations
@@ -13,22 +13,12 @@ from pathlib import Path
 import torch
 
 from dwp_hub import DWPrior, MultivariateGaussianPrior
-from dwp_hub.config import KERNELS_NAME, WEIGHTS_NAME
-from dwp_hub.resolve import bundled_folder, resolve_prior
-from dwp_hub.weight_priors import load_source_kernels
+from dwp_hub.prior_folder import KERNELS_NAME, WEIGHTS_NAME
 
 DEFAULT_PRIORS = {7: "dwp/notmnist-7x7", 5: "dwp/notmnist-5x5"}
 # Provenance fields of a prior's config.json copied into the experiment records and the results page.
 PROVENANCE_KEYS = ("dataset", "num_source_nets", "source_architecture", "source_widths", "source_training",
                    "source_test_accuracy_mean", "kernels_train", "heldout_iwae_loglik", "heldout_fullcov_gaussian_loglik")
-
-
-def prior_folder(name: str) -> Path:
-    """The folder holding prior `name`: a local path, the bundled copy, or the Hub cache."""
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return local
-    return bundled_folder(name) or resolve_prior(name).path
 
 
 @dataclass
@@ -48,7 +38,7 @@ class PriorSet:
     def dwp(self, k: int) -> DWPrior:
         """The deep weight prior over k×k kernels (frozen, eval mode, on the CPU)."""
         if k not in self._dwp:
-            prior = DWPrior.from_folder(prior_folder(self.name(k))).requires_grad_(False).eval()
+            prior = DWPrior.from_pretrained(self.name(k)).requires_grad_(False).eval()
             if prior.kernel_size != k:
                 raise ValueError(f"prior {self.name(k)!r} is over {prior.kernel_size}x{prior.kernel_size} kernels, "
                                  f"configured for {k}x{k}")
@@ -58,7 +48,7 @@ class PriorSet:
     def source_kernels(self, k: int) -> torch.Tensor:
         """The real source kernels shipped with the k×k prior (tensor "train" of kernels.safetensors)."""
         if k not in self._kernels:
-            self._kernels[k] = load_source_kernels(prior_folder(self.name(k)), "train")
+            self._kernels[k] = self.dwp(k).source_kernels("train")
         return self._kernels[k]
 
     def mv_gaussian(self, k: int) -> MultivariateGaussianPrior:
@@ -67,12 +57,16 @@ class PriorSet:
             self._mvg[k] = MultivariateGaussianPrior.fit(self.source_kernels(k))
         return self._mvg[k]
 
+    def folder(self, k: int) -> Path:
+        """The folder the k×k prior was read from (bundled, local or in the Hub cache)."""
+        return self.dwp(k).source.path
+
     def fingerprint(self) -> str:
         """SHA-1 over every configured prior's weight and source-kernel files: changes when a prior is rebuilt."""
         h = hashlib.sha1()
         for k, name in sorted(self.names.items()):
             for f in (WEIGHTS_NAME, KERNELS_NAME):
-                path = prior_folder(name) / f
+                path = self.folder(k) / f
                 h.update(f"{k}:{f}:".encode())
                 h.update(path.read_bytes() if path.is_file() else b"absent")
         return h.hexdigest()
@@ -81,7 +75,7 @@ class PriorSet:
         """What each configured prior is (name, folder, where its kernels came from), for the records."""
         out = {}
         for k, name in sorted(self.names.items()):
-            prov = self.dwp(k).config.provenance
-            out[f"{k}x{k}"] = {"name": name, "folder": str(prior_folder(name)),
+            prov = self.dwp(k).provenance
+            out[f"{k}x{k}"] = {"name": name, "folder": str(self.folder(k)), **self.dwp(k).source.to_dict(),
                                **{key: prov[key] for key in PROVENANCE_KEYS if key in prov}}
         return out

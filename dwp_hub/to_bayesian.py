@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Mapping, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,11 +19,8 @@ from torch.nn.utils import parametrize
 from .bayes_conv import BayesConv2d
 from .dwp_bound import DWPBound
 from .prior import DWPrior
-from .weight_priors import LogUniformPrior, NormalPrior, WeightPrior
-
-PriorSpec = Union[str, DWPrior, WeightPrior]
-KernelKey = Union[int, tuple[int, int]]
-CLOSED_FORM_NAMES = {"normal": NormalPrior, "log-uniform": LogUniformPrior}
+from .prior_spec import PriorResolver, Priors, PriorSpec, ResolvedPrior
+from .weight_priors import WeightPrior
 
 # timm convs that only add TF-style dynamic 'SAME' padding to nn.Conv2d (their weight is used as is).
 SAME_PAD_CLASSES = ("Conv2dSame", "Conv2dSameExport")
@@ -49,6 +46,7 @@ class BayesianizeReport:
     """Per-layer outcome of bayesianize, in module order; ``str(report)`` is a readable table."""
 
     layers: list[LayerReport] = field(default_factory=list)
+    priors: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> revision / SHA-256 of priors used
 
     @property
     def converted(self) -> list[LayerReport]:
@@ -111,37 +109,18 @@ def _walk(module: nn.Module, prefix: str = ""):
             yield from _walk(child, name)
 
 
-class _PriorFactory:
-    """Turns prior specs into the prior module each layer gets, resolving and freezing each prior once."""
+class _LayerPriors:
+    """The prior module each layer gets: a shared closed-form prior, or a DWPBound with its own reverse model.
+
+    Each deep weight prior is copied and frozen once per device and dtype; the copy (decoder φ) is shared.
+    """
 
     def __init__(self, subsample: int | None, train_reverse: bool) -> None:
         self.subsample = subsample
         self.train_reverse = train_reverse
-        self._resolved: dict[str | int, WeightPrior | DWPrior] = {}  # name or id(spec) -> object
         self._placed: dict[tuple[int, torch.device, torch.dtype], WeightPrior | DWPrior] = {}
-        self._labels: dict[str | int, str] = {}
-
-    def resolve(self, spec: PriorSpec) -> tuple[WeightPrior | DWPrior, str]:
-        key = spec if isinstance(spec, str) else id(spec)  # equal names resolve to one shared prior
-        if key not in self._resolved:
-            if isinstance(spec, str):
-                if spec in CLOSED_FORM_NAMES:
-                    obj, label = CLOSED_FORM_NAMES[spec](), spec
-                else:
-                    obj, label = DWPrior.from_pretrained(spec), spec
-            elif isinstance(spec, DWPrior):
-                obj = spec
-                label = spec.source.name if spec.source else f"DWPrior {spec.kernel_size}x{spec.kernel_size} ({spec.config.domain})"
-            elif isinstance(spec, WeightPrior):
-                obj, label = spec, spec.name
-            else:
-                raise TypeError(f"a prior must be 'normal', 'log-uniform', a DWP prior name or folder, a DWPrior "
-                                f"or a WeightPrior, got {type(spec).__name__}")
-            self._resolved[key], self._labels[key] = obj, label
-        return self._resolved[key], self._labels[key]
 
     def for_layer(self, obj: WeightPrior | DWPrior, weight: torch.Tensor) -> WeightPrior:
-        """The prior module of one layer: shared closed-form prior, or a DWPBound with its own reverse model."""
         key = (id(obj), weight.device, weight.dtype)
         if key not in self._placed:
             if isinstance(obj, DWPrior):  # one frozen copy per prior, shared by all its layers
@@ -156,21 +135,20 @@ class _PriorFactory:
         return placed
 
 
-def _kernel_shape(obj: WeightPrior | DWPrior) -> tuple[int, int] | None:
-    if isinstance(obj, DWPrior):
-        return (obj.kernel_size, obj.kernel_size)
-    return obj.kernel_size
+def _lookup(table: dict, kh: int, kw: int) -> ResolvedPrior | None:
+    return table.get(kh if kh == kw else (kh, kw), table.get(None))
 
 
-def bayesianize(model: nn.Module, priors: Mapping[KernelKey, PriorSpec] | PriorSpec | None = None,
-                fallback: PriorSpec | None = None, *, init_log_sigma2: float = -10.0,
-                subsample: int | None = None, train_reverse: bool = True) -> BayesianizeReport:
+def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorSpec | None = None, *,
+                init_log_sigma2: float = -10.0, subsample: int | None = None,
+                train_reverse: bool = True) -> BayesianizeReport:
     """Replace, in place, the convolutions of `model` by BayesConv2d layers with priors; return a report.
 
-    priors: ``{kernel_size: prior}`` (keys ``k`` for k×k or ``(kh, kw)``), or one prior for every conv. A
-        prior is ``"normal"``, ``"log-uniform"``, a DWP prior name or folder (``"dwp/notmnist-7x7"``), a
-        ``DWPrior``, or a ``WeightPrior`` such as ``MultivariateGaussianPrior.from_pretrained(name)``.
-    fallback: the prior of convs whose kernel size has no entry in `priors` (a shape-agnostic one such as
+    priors: any form of ``dwp_hub.prior_spec``, as for ``init_from_prior``: a DWP name, ``NAME@REV``, folder,
+        ``DWPrior`` or domain shorthand (``"notmnist"``); ``"normal"``, ``"log-uniform"`` or
+        ``"gaussian:NAME"`` (appendix C) or a ``WeightPrior``; a list of these; or ``{kernel_size: spec}``
+        (keys ``k`` or ``(kh, kw)``). One prior per kernel size; "normal" and "log-uniform" cover every size.
+    fallback: the prior of convs whose kernel size has no prior in `priors` (a shape-agnostic one such as
         "normal" or "log-uniform"); None leaves them deterministic.
     init_log_sigma2: initial log σ² of every converted weight (see BayesConv2d on why it matters).
     subsample: kernels per layer on which the DWP bound is estimated each step (None: all); unbiased.
@@ -185,9 +163,13 @@ def bayesianize(model: nn.Module, priors: Mapping[KernelKey, PriorSpec] | PriorS
     """
     if isinstance(model, nn.Conv2d):
         raise ValueError("bayesianize replaces convolutions inside a model; wrap a lone conv in nn.Sequential")
-    table: Mapping[KernelKey, PriorSpec] = priors if isinstance(priors, Mapping) else {}
-    everywhere = None if isinstance(priors, Mapping) else priors
-    factory = _PriorFactory(subsample, train_reverse)
+    resolver = PriorResolver()
+    table = resolver.resolve(priors) if priors is not None else {}
+    fallback_prior = resolver.resolve(fallback).get(None) if fallback is not None else None
+    if fallback is not None and fallback_prior is None:
+        raise ValueError(f"fallback {fallback!r} is a prior over one kernel size; the fallback must apply to any "
+                         "kernel size (e.g. 'normal' or 'log-uniform')")
+    layer_priors = _LayerPriors(subsample, train_reverse)
     report = BayesianizeReport()
     replaced: dict[int, BayesConv2d] = {}
     seen: set[int] = set()
@@ -209,27 +191,23 @@ def bayesianize(model: nn.Module, priors: Mapping[KernelKey, PriorSpec] | PriorS
             continue
         kh, kw = child.kernel_size
         kernels = child.out_channels * (child.in_channels // child.groups)
-        spec, how = everywhere, ""
-        if spec is None:
-            spec = table.get((kh, kw), table.get(kh) if kh == kw else None)
-        if spec is None and fallback is not None:
-            spec, how = fallback, " (fallback)"
-        if spec is None:
+        entry, how = _lookup(table, kh, kw), ""
+        if entry is None and fallback_prior is not None:
+            entry, how = fallback_prior, " (fallback)"
+        if entry is None:
             report.layers.append(LayerReport(name, (kh, kw), kernels, None, False,
                                              f"no prior for {kh}x{kw} kernels and no fallback"))
             continue
-        obj, label = factory.resolve(spec)
-        label += how
-        shape = _kernel_shape(obj)
+        label = entry.label + how
         reason = _unfaithful_reason(child)
-        if reason is None and shape is not None and shape != (kh, kw):
-            reason = f"the prior models {shape[0]}x{shape[1]} kernels, this layer has {kh}x{kw}"
         if reason is not None:
             report.layers.append(LayerReport(name, (kh, kw), kernels, label, False, reason))
             continue
         same_pad = _is_timm_same_pad(type(child))
-        layer = BayesConv2d.from_conv(child, factory.for_layer(obj, child.weight), init_log_sigma2, same_pad=same_pad)
+        layer = BayesConv2d.from_conv(child, layer_priors.for_layer(entry.prior, child.weight), init_log_sigma2,
+                                      same_pad=same_pad)
         setattr(parent, attr, layer)
         replaced[id(child)] = layer
         report.layers.append(LayerReport(name, (kh, kw), kernels, label, True))
+        report.priors.setdefault(entry.label, entry.record())
     return report
