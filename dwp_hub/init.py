@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .to_bayesian import WEIGHT_STANDARDISED_CLASSES
+from .timm_convs import WEIGHT_STANDARDISED_CLASSES
 from .decoder_mean import DecoderMean
 from .prior import DWPrior
 from .prior_spec import Priors, ResolvedPrior, resolve_priors

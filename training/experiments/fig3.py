@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from dwp_hub.vi import accuracy, nll
 
 from .context import RunContext, adam
-from .data import train_test_split
 from .kernels import initialise, parse_init
 from .nets import classifier
 from .settings import Fig3Settings
@@ -47,7 +46,7 @@ def features(net: torch.nn.Module, ctx: RunContext, batch: int = 1000) -> torch.
 def run(params: dict, s: Fig3Settings, ctx: RunContext, run_id: str) -> list[dict]:
     init, scale, seed = params["init"], params["scale"], params["seed"]
     t0 = time.monotonic()
-    train_idx, test_idx = train_test_split(ctx.target.y, s.train_size, seed, s.max_test)
+    train_idx, test_idx = ctx.target.split(s.train_size, seed, s.max_test)
     torch.manual_seed(seed)
     net = classifier(scale, num_classes=ctx.target.num_classes)
     with ctx.run_log(run_id) as log:

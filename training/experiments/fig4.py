@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from .context import RunContext, adam
-from .data import train_test_split
 from .kernels import initialise, parse_init
 from .nets import ConvVAE, classifier
 from .settings import Fig4Settings
@@ -60,7 +59,7 @@ def evaluate(model: torch.nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor
 def run(params: dict, s: Fig4Settings, ctx: RunContext, run_id: str) -> list[dict]:
     kind, init, seed = params["model"], params["init"], params["seed"]
     steps = s.cnn_steps if kind == "cnn" else s.vae_steps
-    train_idx, test_idx = train_test_split(ctx.target.y, s.train_size, seed, s.max_test)
+    train_idx, test_idx = ctx.target.split(s.train_size, seed, s.max_test)
     torch.manual_seed(seed)
     model = classifier(num_classes=ctx.target.num_classes) if kind == "cnn" else ConvVAE(s.vae_z_dim)
     rows = []

@@ -24,7 +24,6 @@ from dwp_hub.gaussian import log_normal
 from dwp_hub.subsample import posterior_sample
 
 from .context import RunContext
-from .data import train_test_split
 from .fig2 import test_metrics, train_vi
 from .settings import GapSettings
 
@@ -65,7 +64,7 @@ def prior_r_bound(layer, samples: int, max_kernels: int, max_batch: int = 65536)
 
 def run(params: dict, s: GapSettings, ctx: RunContext, run_id: str) -> list[dict]:
     n, seed = params["n_train"], params["seed"]
-    train_idx, test_idx = train_test_split(ctx.target.y, n, seed, s.vi.max_test)
+    train_idx, test_idx = ctx.target.split(n, seed, s.vi.max_test)
     with ctx.run_log(run_id) as log:
         log(f"{run_id}: DWP-VI on N={n}, split seed {seed}, settings {s}")
         net, _ = train_vi("dwp", train_idx, s.vi, seed, ctx, log, desc=run_id)

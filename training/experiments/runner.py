@@ -46,6 +46,8 @@ def protocol(experiment: str, settings, target: Target, priors: PriorSet) -> str
                          "prior_files": priors.fingerprint()}, sort_keys=True).encode())
     h.update(np.ascontiguousarray(target.x).tobytes())
     h.update(np.ascontiguousarray(target.y).tobytes())
+    if target.pool is not None:
+        h.update(f"pool {target.pool}".encode())
     return h.hexdigest()[:10]
 
 
@@ -70,11 +72,9 @@ class Lane:
         return self.experiments is None or job[0] in self.experiments
 
 
-def _init_worker(device: str, threads: int, x: np.ndarray, y: np.ndarray, provenance: str,
-                 prior_names: dict[int, str], log_dir: str) -> None:
+def _init_worker(device: str, threads: int, target: Target, prior_names: dict[int, str], log_dir: str) -> None:
     global _CTX
-    _CTX = RunContext(configure_device(device, threads), Target(x, y, provenance), PriorSet(dict(prior_names)),
-                      Path(log_dir))
+    _CTX = RunContext(configure_device(device, threads), target, PriorSet(dict(prior_names)), Path(log_dir))
 
 
 def _run(experiment: str, run_id: str, params: dict, settings) -> tuple[list[dict], float, str | None]:
@@ -165,7 +165,7 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
         return bool(queue) and (deadline is None or time.monotonic() < deadline)
 
     if workers <= 1 and cpu_workers == 0:
-        _init_worker(device, threads, target.x, target.y, target.provenance, priors.names, log_dir)
+        _init_worker(device, threads, target, priors.names, log_dir)
         _CTX.progress = progress
         while may_start():
             job = queue.pop(0)
@@ -178,7 +178,7 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
         for lane in lanes:
             lane.pool = ProcessPoolExecutor(
                 max_workers=lane.capacity, mp_context=get_context("spawn"), initializer=_init_worker,
-                initargs=(lane.device, lane.threads, target.x, target.y, target.provenance, priors.names, log_dir))
+                initargs=(lane.device, lane.threads, target, priors.names, log_dir))
         running: dict = {}  # future -> (job, lane)
 
         def fill() -> None:
