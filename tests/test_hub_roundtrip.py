@@ -7,12 +7,14 @@ those at import.
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from hub_server import HubServer, cli_command, client_env, run, run_python, write_prior_folder
 
+ROOT = Path(__file__).resolve().parent.parent
 REPO = "org/prior-3x3"
 PRIVATE = "org/private-prior"
 TOKEN = "hf_alice_write"
@@ -244,3 +246,31 @@ def test_bundled_prior_saved_pushed_and_downloaded_is_byte_identical(hub, tmp_pa
     assert {k: v for k, v in remote.items() if k != ".gitattributes"} == files["bundled"]
     assert out["origin"] == "hub" and out["revision"] == out["commit"]
     assert out["sha256"][0] == out["sha256"][1]
+
+
+# Runs in a client process: upload a (randomly initialised) timm checkpoint in safetensors, as a model repo.
+UPLOAD_CHECKPOINT = r"""
+import sys
+import timm, torch
+from huggingface_hub import HfApi
+torch.manual_seed(0)
+timm.models.save_for_hf(timm.create_model("resnet18", num_classes=10), sys.argv[2], safe_serialization=True)
+api = HfApi()
+api.create_repo(sys.argv[1], exist_ok=True)
+print(api.upload_folder(repo_id=sys.argv[1], folder_path=sys.argv[2]).oid)
+"""
+
+
+def test_build_a_prior_from_a_hub_checkpoint(hub, tmp_path):
+    """`python -m training build NAME --checkpoint ORG/NAME`: kernels of a Hub model, fetched at one commit."""
+    env = client_env(hub.url, tmp_path / "home", token=TOKEN)
+    upload = run_python(UPLOAD_CHECKPOINT, env, "org/resnet18-ckpt", str(tmp_path / "ckpt"))
+    assert upload.returncode == 0, upload.stderr[-3000:]
+    commit = upload.stdout.strip().splitlines()[-1]
+    proc = run([sys.executable, "-m", "training", "build", "hubnet-7x7", "--tiny", "--no-progress", "--out",
+                str(tmp_path / "out"), "--checkpoint", "org/resnet18-ckpt"], {**env, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    provenance = json.loads((tmp_path / "out" / "hubnet-7x7" / "provenance.json").read_text())
+    (source,) = provenance["source_checkpoints"]
+    assert source["origin"] == "hub" and source["revision"] == commit
+    assert list(source["files"]) == ["model.safetensors"] and provenance["kernels_total"] == 64 * 3

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+import timm
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
@@ -139,3 +141,52 @@ def test_bundle_copies_a_built_prior_pins_it_and_refuses_a_broken_one(notmnist_b
         install_bundled(broken, "dwp/broken", bundled_dir=tmp_path / "bundled")
     assert not (tmp_path / "bundled" / "dwp--broken").exists()
     assert sorted(p.name for p in (tmp_path / "bundled").iterdir()) == ["dwp--notmnist-5x5", "manifest.json"]
+
+
+def test_build_from_trained_checkpoints_files_and_folders(notmnist_build, tmp_path):
+    """Source nets given as checkpoints: the tiny build's nets as files, a whole folder, and a timm model."""
+    nets = sorted((notmnist_build / "work" / "sources" / "notmnist-fconv-tiny").glob("net-*.safetensors"))
+    out = tmp_path / "out"
+    build(out, "glyphs-5x5", extra=[a for n in nets for a in ("--checkpoint", str(n))])
+    prior = DWPrior.from_folder(out / "glyphs-5x5")
+    p = prior.provenance
+    assert prior.kernel_size == 5 and prior.config.domain == "glyphs" and p["num_source_nets"] == 2
+    assert [c["checkpoint"] for c in p["source_checkpoints"]] == [str(n) for n in nets]
+    assert all(len(digest) == 64 for c in p["source_checkpoints"] for digest in c["files"].values())
+    assert p["heldout"] == f"checkpoints ['{nets[1]}']" and "--checkpoint" in p["build_command"]
+    # the same kernels the recipe build took from those nets' only 5x5 layer
+    assert p["kernels_total"] == notmnist_build_provenance(notmnist_build, "notmnist-5x5")["kernels_total"]
+
+    timm_dir = tmp_path / "resnet18"
+    torch.manual_seed(0)
+    timm.models.save_for_hf(timm.create_model("resnet18", num_classes=10), str(timm_dir), safe_serialization=True)
+    (timm_dir / "pytorch_model.bin").write_bytes(b"never read")
+    build(out, "photo-3x3", extra=["--checkpoint", str(timm_dir), "--domain", "timm-random"])
+    p3 = DWPrior.from_folder(out / "photo-3x3").provenance
+    assert p3["num_source_nets"] == 1 and p3["heldout"].startswith("layers [")
+    assert p3["kernels_total"] == sum(m.weight[:, :, 0, 0].numel() for m in timm.create_model("resnet18").modules()
+                                      if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert DWPrior.from_folder(out / "photo-3x3").config.domain == "timm-random"
+
+
+def notmnist_build_provenance(out, name):
+    return DWPrior.from_folder(out / name).provenance
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"pytorch_model.bin": b"x"}, "no .safetensors files.*only pickle-format weights: pytorch_model.bin"),
+    ({"model.safetensors": None}, "has no 7x7 kernels"),
+])
+def test_bad_checkpoints_are_refused(tmp_path, files, message):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for name, data in files.items():
+        if data is None:
+            from safetensors.torch import save_file
+            save_file({"conv.weight": torch.zeros(4, 4, 3, 3)}, ckpt / name)
+        else:
+            (ckpt / name).write_bytes(data)
+    result = CliRunner().invoke(cli, ["build", "x-7x7", "--tiny", "--no-progress", "--out", str(tmp_path / "out"),
+                                      "--checkpoint", str(ckpt), "--checkpoint", str(ckpt)])
+    assert result.exit_code != 0 and re.search(message, str(result.exception) + result.output)
+    assert not (tmp_path / "out" / "x-7x7").exists()

@@ -2,6 +2,8 @@
 
     python -m training build notmnist-7x7 --out build/          # every stage, resumable
     python -m training build notmnist-7x7 notmnist-5x5 --tiny   # seconds on a CPU, for tests
+    python -m training build imagenet-3x3 --checkpoint timm/resnet18.a1_in1k --checkpoint timm/resnet34.a1_in1k
+                                                                # from trained checkpoints (safetensors)
     python -m training bundle build/notmnist-7x7                # copy into dwp_hub/bundled/dwp--notmnist-7x7
     python -m training list                                     # the recipes
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from .recipes import RECIPES
+from .recipes import RECIPES, checkpoint_recipe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,20 +33,37 @@ def cli() -> None:
               help="Font folder for notmnist-style (repeatable; default the system font folders, matplotlib's with --tiny).")
 @click.option("--z-dim", type=click.IntRange(1, 256), default=None,
               help="Latent size of the VAEs (default: the architecture's paper value, 2 for 7x7 and 3x3, 4 for 5x5).")
+@click.option("--checkpoint", "checkpoints", multiple=True,
+              help="A trained source network instead of a recipe's: a .safetensors file, a folder of them, or a Hub "
+                   "repo id ORG/NAME[@REV] (repeatable; safetensors only). NAMES is then the one prior to build.")
+@click.option("--kernel-size", type=click.Choice(["3", "5", "7"]), default=None,
+              help="With --checkpoint: the kernel size (default: from NAME, e.g. imagenet-3x3).")
+@click.option("--domain", default=None, help="With --checkpoint: the prior's domain (default: NAME without -KxK).")
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(names: tuple[str, ...], out: str, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
-          z_dim: int | None, install: bool, no_progress: bool) -> None:
-    """Build the priors NAMES (see `python -m training list`)."""
+          z_dim: int | None, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None, install: bool,
+          no_progress: bool) -> None:
+    """Build the priors NAMES (see `python -m training list`), or one prior NAME from --checkpoint networks."""
     from .build import Build, install_bundled
 
-    unknown = [n for n in names if n not in RECIPES]
-    if unknown:
-        raise click.BadParameter(f"unknown prior(s) {unknown}; known: {', '.join(RECIPES)}", param_hint="NAMES")
+    recipes = {}
+    if checkpoints:
+        if len(names) != 1:
+            raise click.BadParameter("with --checkpoint, give exactly one prior NAME", param_hint="NAMES")
+        try:
+            recipes[names[0]] = checkpoint_recipe(names[0], checkpoints, int(kernel_size) if kernel_size else None,
+                                                  domain, z_dim)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="NAMES") from None
+    else:
+        unknown = [n for n in names if n not in RECIPES]
+        if unknown:
+            raise click.BadParameter(f"unknown prior(s) {unknown}; known: {', '.join(RECIPES)}", param_hint="NAMES")
     b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
               progress=not no_progress, z_dim=z_dim)
     for name in names:
-        folder = b.prior(name)
+        folder = b.prior(name, recipes.get(name))
         if install and b.accelerator.is_main_process:
             click.echo(f"bundled {name} → {install_bundled(folder)}")
 

@@ -42,8 +42,9 @@ from . import loops
 from .baselines import full_gaussian_loglik, isotropic_gaussian_loglik
 from .checkpoint import load_tensors, read_meta, save_tensors
 from .datasets import ImageData, load_image_data
-from .kernel_sets import build_kernel_set
-from .recipes import PriorRecipe, SourceRecipe, get_recipe
+from .checkpoints import conv_kernels, resolve_checkpoint
+from .kernel_sets import build_kernel_set, split_kernel_set
+from .recipes import CheckpointSources, PriorRecipe, SourceRecipe, get_recipe
 from .source_nets import build_source_net
 
 DATA_RECORD = "data.json"  # beside the source nets: provenance and facts of the data they were trained on
@@ -185,9 +186,13 @@ class Build:
         }
 
     # --- the whole prior -------------------------------------------------------------------------------
-    def prior(self, name: str) -> Path:
-        """Build prior `name` (every stage that has not run yet) and return its folder."""
-        recipe = get_recipe(name, self.tiny)
+    def prior(self, name: str, recipe: PriorRecipe | None = None) -> Path:
+        """Build prior `name` (every stage that has not run yet) and return its folder.
+
+        `recipe` defaults to the named one of training/recipes.py; pass ``checkpoint_recipe(...)`` to build
+        from trained checkpoints instead of source nets trained here.
+        """
+        recipe = get_recipe(name, self.tiny) if recipe is None else (recipe.tiny() if self.tiny else recipe)
         if self.z_dim is not None:
             recipe = replace(recipe, z_dim=self.z_dim)
         target = self.out / name
@@ -200,9 +205,12 @@ class Build:
             t0 = time.monotonic()
             self.say(f"{name}: building into {target} ({'tiny' if self.tiny else 'full'} recipe, seed {self.seed}, "
                      f"device {self.accelerator.device}, {self.accelerator.num_processes} process(es))")
-            nets = self.source_nets(recipe.source)
-            self.data_record(recipe.source)
-            kernels_path = self.kernel_set(recipe, nets)
+            if isinstance(recipe.source, CheckpointSources):
+                kernels_path, checkpoints = self.checkpoint_kernel_set(recipe)
+            else:
+                nets = self.source_nets(recipe.source)
+                self.data_record(recipe.source)
+                kernels_path = self.kernel_set(recipe, nets)
             sets, kmeta = load_tensors(kernels_path)
             train, heldout = sets["train"], sets["heldout"]
             g = torch.Generator().manual_seed(self.seed)
@@ -210,18 +218,23 @@ class Build:
                 train = train[torch.randperm(len(train), generator=g)[:recipe.max_train_kernels]]
             prior, stats = self.fit_prior(recipe, train)
             metrics = self.evaluate(recipe, prior, train, heldout)
-            net_meta = [read_meta(p) for p in nets]
-            metrics.update({
-                "kernels_kept": float(kmeta["kernels_kept"]), "num_source_nets": float(len(nets)),
-                "epochs": float(recipe.vae_epochs), "train_seconds": round(stats["seconds"], 1),
-                "source_test_accuracy_mean": float(np.mean([m["test_accuracy"] for m in net_meta])),
-            })
+            metrics.update({"kernels_kept": float(kmeta["kernels_kept"]), "epochs": float(recipe.vae_epochs),
+                            "train_seconds": round(stats["seconds"], 1)})
+            if isinstance(recipe.source, CheckpointSources):
+                metrics["num_source_nets"] = float(len(checkpoints))
+            else:
+                net_meta = [read_meta(p) for p in nets]
+                metrics.update({"num_source_nets": float(len(nets)),
+                                "source_test_accuracy_mean": float(np.mean([m["test_accuracy"] for m in net_meta]))})
             self.say(f"{name}: held-out ELBO {metrics['heldout_elbo']:.3f}, IWAE(K={recipe.iwae_samples}) "
                      f"{metrics['heldout_iwae_loglik']:.3f}, full-cov Gaussian {metrics['heldout_fullcov_gaussian_loglik']:.3f}, "
                      f"isotropic Gaussian {metrics['heldout_isotropic_gaussian_loglik']:.3f} nats/kernel")
             if self.accelerator.is_main_process:
-                prior.provenance = self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats,
-                                                           time.monotonic() - t0)
+                seconds = time.monotonic() - t0
+                prior.provenance = (
+                    self._checkpoint_provenance(recipe, checkpoints, kmeta, len(train), metrics, stats, seconds)
+                    if isinstance(recipe.source, CheckpointSources) else
+                    self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats, seconds))
                 self._figures(recipe, prior, train)
                 self._write_folder(target, prior, metrics, train, heldout)
                 (work / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -232,6 +245,69 @@ class Build:
             if handler is not None:
                 self.log.removeHandler(handler)
                 handler.close()
+
+    def checkpoint_kernel_set(self, recipe: PriorRecipe) -> tuple[Path, list[dict]]:
+        """Stage 3 for a prior built from checkpoints: their k×k kernels, filtered and split; and their records."""
+        src: CheckpointSources = recipe.source
+        work = self.work / recipe.name
+        path = work / "kernels.safetensors"
+        records = work / "checkpoints.json"
+        if not (path.is_file() and records.is_file()):
+            with self.accelerator.main_process_first():
+                if not path.is_file():
+                    found = [resolve_checkpoint(spec) for spec in src.checkpoints]
+                    layers = [conv_kernels(c, recipe.kernel_size) for c in found]
+                    for c, lay in zip(found, layers):
+                        if not lay:
+                            raise ValueError(f"checkpoint {c.spec!r} has no {recipe.kernel_size}x"
+                                             f"{recipe.kernel_size} kernels")
+                    if len(found) > 1:
+                        groups = [torch.cat(list(lay.values())) for lay in layers]
+                        names, heldout = [c.spec for c in found], src.heldout_nets
+                        unit = "checkpoint"
+                    elif len(layers[0]) > 1:  # one network: hold out every n-th of its layers, placed last
+                        names = list(layers[0])
+                        held = names[src.heldout_every - 1::src.heldout_every] or names[-1:]
+                        names = [n for n in names if n not in held] + held
+                        groups, heldout, unit = [layers[0][n] for n in names], len(held), "layer"
+                    else:  # one layer of one network: hold out a random 1/n of its kernels
+                        (name, kernels), = layers[0].items()
+                        order = torch.randperm(len(kernels), generator=torch.Generator().manual_seed(self.seed))
+                        cut = len(kernels) - max(1, len(kernels) // src.heldout_every)
+                        names = [f"{name} (random {cut} kernels)", f"{name} (the other {len(kernels) - cut})"]
+                        groups, heldout, unit = [kernels[order[:cut]], kernels[order[cut:]]], 1, "kernel subset"
+                    meta = {"kernel_size": recipe.kernel_size, "heldout_unit": unit,
+                            "layers": {c.spec: list(lay) for c, lay in zip(found, layers)}}
+                    kmeta = split_kernel_set(groups, names, heldout, path, work / "norm_hist.png", recipe.name, meta)
+                    records.write_text(json.dumps([c.record() for c in found], indent=1) + "\n")
+                    self.say(f"kernel set {recipe.name}: kept {kmeta['kernels_kept']:,} of {kmeta['kernels_total']:,} "
+                             f"from {len(found)} checkpoint(s) (threshold {kmeta['threshold']:.4g}); held out by "
+                             f"{unit}: {kmeta['heldout_kept']:,}")
+        return path, json.loads(records.read_text())
+
+    def _checkpoint_provenance(self, recipe: PriorRecipe, checkpoints: list[dict], kmeta: dict, n_train: int,
+                               metrics: dict[str, float], stats: dict, build_seconds: float) -> dict[str, Any]:
+        layers = kmeta["layers"]
+        prov = {
+            "dataset": "trained checkpoints (no data used here)",
+            "source_checkpoints": checkpoints,
+            "source_layers": {spec: f"{len(names)} layers" for spec, names in layers.items()},
+            "num_source_nets": len(checkpoints),
+            "heldout": f"{kmeta['heldout_unit']}s {kmeta['heldout_nets']}",
+            "kernels_total": kmeta["kernels_total"],
+            "kernels_kept": kmeta["kernels_kept"],
+            "kernels_train": kmeta["train_kept"],
+            "kernels_heldout": kmeta["heldout_kept"],
+            "vae_train_kernels": n_train,
+            "norm_threshold": kmeta["threshold"],
+            "norm_threshold_method": kmeta["threshold_method"],
+        }
+        prov.update(self._vae_provenance(recipe, metrics, stats, build_seconds))
+        prov["build_command"] = (f"python -m training build {recipe.name} --kernel-size {recipe.kernel_size} "
+                                 f"--domain {recipe.domain} " + " ".join(f"--checkpoint {c}" for c in
+                                                                         recipe.source.checkpoints)
+                                 + (" --tiny" if self.tiny else "") + f" --seed {self.seed}")
+        return prov
 
     def _provenance(self, recipe: PriorRecipe, nets: list[Path], net_meta: list[dict], kmeta: dict, n_train: int,
                     metrics: dict[str, float], stats: dict, build_seconds: float) -> dict[str, Any]:
@@ -259,6 +335,24 @@ class Build:
             "vae_train_kernels": n_train,
             "norm_threshold": kmeta["threshold"],
             "norm_threshold_method": kmeta["threshold_method"],
+            "source_train_seconds": round(sum(m["train_seconds"] for m in net_meta), 1),
+            "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}"
+                             + (f" --z-dim {recipe.z_dim}" if recipe.z_dim is not None else ""),
+            **self._vae_provenance(recipe, metrics, stats, build_seconds),
+        }
+        if "num_fonts" in info:
+            prov["fonts"] = info["num_fonts"]
+            prov["font_families"] = info["num_families"]
+            prov["font_files_train"] = info["train_fonts"]
+            prov["font_files_test"] = info["test_fonts"]
+        if "train_images" in info:
+            prov["images_train"], prov["images_test"] = info["train_images"], info["test_images"]
+        return prov
+
+    def _vae_provenance(self, recipe: PriorRecipe, metrics: dict[str, float], stats: dict,
+                        build_seconds: float) -> dict[str, Any]:
+        """What every build records of its VAE, its scores and the machine, however its kernels were gathered."""
+        return {
             "vae_training": f"{recipe.vae_epochs} epochs, batch {recipe.vae_batch_size}, Adam lr {recipe.vae_lr:g} "
                             "decaying linearly to 0, maximising the ELBO (eq. 4)",
             "epochs": recipe.vae_epochs,
@@ -271,25 +365,14 @@ class Build:
             "heldout_isotropic_gaussian_loglik": round(metrics["heldout_isotropic_gaussian_loglik"], 4),
             "loglik_units": "nats per kernel, mean over held-out kernels (all kernels of the held-out source nets)",
             "vae_train_seconds": round(stats["seconds"], 1),
-            "source_train_seconds": round(sum(m["train_seconds"] for m in net_meta), 1),
             "build_seconds_this_run": round(build_seconds, 1),
             "device": f"{self.accelerator.device} x{self.accelerator.num_processes} "
                       f"({torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'})",
             "dwp_hub_version": dwp_hub.__version__,
             "torch_version": torch.__version__,
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-            "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}"
-                             + (f" --z-dim {recipe.z_dim}" if recipe.z_dim is not None else ""),
             "tiny": self.tiny,
         }
-        if "num_fonts" in info:
-            prov["fonts"] = info["num_fonts"]
-            prov["font_families"] = info["num_families"]
-            prov["font_files_train"] = info["train_fonts"]
-            prov["font_files_test"] = info["test_fonts"]
-        if "train_images" in info:
-            prov["images_train"], prov["images_test"] = info["train_images"], info["test_images"]
-        return prov
 
     def _figures(self, recipe: PriorRecipe, prior: DWPrior, train: torch.Tensor) -> None:
         work = self.work / recipe.name

@@ -83,28 +83,35 @@ def plot_norm_histogram(norms: np.ndarray, threshold: Threshold, title: str, pat
 
 def build_kernel_set(nets: list[Path], layers: tuple[str, ...], kernel_size: int, heldout_nets: int,
                      out: Path, hist_png: Path, title: str) -> dict[str, Any]:
-    """Collect, filter and split the kernels of `layers` from the source-net files `nets`; write `out`.
-
-    `out` (safetensors) holds "train" and "heldout" (n, k, k) float32 and "train_net"/"heldout_net"
-    (index of the source net of each kernel); its metadata records everything needed to redo it.
-    """
-    if heldout_nets < 1 or heldout_nets >= len(nets):
-        raise ValueError(f"need at least one training and one held-out source net, got {len(nets)} nets, "
-                         f"{heldout_nets} held out")
+    """Collect, filter and split the kernels of `layers` from the source-net files `nets`; write `out`."""
     per_net = []
     for path in nets:
         state, _ = load_tensors(path)
         per_net.append(torch.cat([layer_kernels(state, layer, kernel_size) for layer in layers]))
-    all_k = torch.cat(per_net)
-    net_of = torch.cat([torch.full((len(k),), i) for i, k in enumerate(per_net)])
+    meta = {"kernel_size": kernel_size, "layers": list(layers)}
+    return split_kernel_set(per_net, [p.name for p in nets], heldout_nets, out, hist_png, title, meta)
+
+
+def split_kernel_set(groups: list[torch.Tensor], names: list[str], heldout: int, out: Path, hist_png: Path,
+                     title: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Filter the kernels of `groups` (source nets, or layers of one net) by norm and hold out the last `heldout`.
+
+    `out` (safetensors) holds "train" and "heldout" (n, k, k) float32 and "train_net"/"heldout_net"
+    (index of the group of each kernel); its metadata (`meta` plus the counts and the threshold) records
+    everything needed to redo it.
+    """
+    if heldout < 1 or heldout >= len(groups):
+        raise ValueError(f"need at least one training and one held-out source net, got {len(groups)} nets, "
+                         f"{heldout} held out")
+    all_k = torch.cat(groups)
+    net_of = torch.cat([torch.full((len(k),), i) for i, k in enumerate(groups)])
     norms = all_k.flatten(1).norm(dim=1).numpy()
     threshold = choose_threshold(norms)
     plot_norm_histogram(norms, threshold, title, hist_png)
     keep = torch.from_numpy(norms >= threshold.value)
-    held = net_of >= len(nets) - heldout_nets
+    held = net_of >= len(groups) - heldout
     meta = {
-        "kernel_size": kernel_size, "layers": list(layers), "source_nets": [p.name for p in nets],
-        "heldout_nets": [p.name for p in nets[len(nets) - heldout_nets:]],
+        **meta, "source_nets": names, "heldout_nets": names[len(groups) - heldout:],
         "kernels_total": int(len(all_k)), "kernels_kept": int(keep.sum()),
         "train_kept": int((keep & ~held).sum()), "heldout_kept": int((keep & held).sum()),
         "threshold": threshold.value, "threshold_method": threshold.method,

@@ -30,14 +30,31 @@ class SourceRecipe:
 
 
 @dataclass(frozen=True)
+class CheckpointSources:
+    """Source networks given as trained checkpoints (training/checkpoints.py) instead of trained here.
+
+    Held out: the last `heldout_nets` checkpoints; with a single checkpoint, every `heldout_every`-th of its
+    k×k layers (a network cannot be held out from itself), or with a single layer a random 1/`heldout_every`
+    of its kernels.
+    """
+
+    checkpoints: tuple[str, ...]
+    heldout_nets: int = 1
+    heldout_every: int = 5
+
+    def tiny(self) -> "CheckpointSources":
+        return self
+
+
+@dataclass(frozen=True)
 class PriorRecipe:
     """One prior: which kernels of which source nets, and how the VAE is fitted and evaluated."""
 
     name: str
     domain: str
     kernel_size: int
-    source: SourceRecipe
-    layers: tuple[str, ...]
+    source: SourceRecipe | CheckpointSources
+    layers: tuple[str, ...]  # of the source nets trained here; every k×k layer of checkpoints
     vae_epochs: int
     max_train_kernels: int = 100_000  # random subset of the kept training kernels the VAE sees
     vae_batch_size: int = 128
@@ -77,6 +94,25 @@ RECIPES: dict[str, PriorRecipe] = {
                     vae_epochs=30),
     )
 }
+
+
+# VAE epochs of a prior built from checkpoints, by kernel size (as the recipes above).
+CHECKPOINT_VAE_EPOCHS = {7: 300, 5: 30, 3: 30}
+
+
+def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int | None = None,
+                      domain: str | None = None, z_dim: int | None = None) -> PriorRecipe:
+    """A recipe for prior `name` (``<domain>-<k>x<k>``) from trained checkpoints: no data, no source training."""
+    stem, _, size = name.rpartition("-")
+    k = kernel_size
+    if k is None and size.count("x") == 1 and size.split("x")[0] == size.split("x")[1] and size.split("x")[0].isdigit():
+        k = int(size.split("x")[0])
+    if k not in CHECKPOINT_VAE_EPOCHS:
+        raise ValueError(f"prior {name!r}: give --kernel-size (3, 5 or 7) or a name ending in -3x3, -5x5 or -7x7")
+    if not checkpoints:
+        raise ValueError("give at least one --checkpoint")
+    return PriorRecipe(name, domain or stem or name, k, CheckpointSources(tuple(checkpoints)), (),
+                       vae_epochs=CHECKPOINT_VAE_EPOCHS[k], z_dim=z_dim)
 
 
 def get_recipe(name: str, tiny: bool = False) -> PriorRecipe:
