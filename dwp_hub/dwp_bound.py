@@ -18,6 +18,7 @@ import math
 import torch
 
 from .prior import DWPrior
+from .stored_gradients import StoredGradientSum
 from .subsample import posterior_sample
 from .weight_priors import WeightPrior
 
@@ -39,11 +40,18 @@ class DWPBound(WeightPrior):
     ``subsample``: estimate the expectation term on that many kernels drawn without replacement each call,
     scaled by (kernels / subsample), so the estimate stays unbiased; the entropy is always exact. This is
     where most of DWP-VI's cost goes, so it is the knob for speed. None uses every kernel.
+
+    ``stored_gradients``: ``"saga"`` or ``"sag"`` estimates the expectation term in training (gradients
+    enabled) with stored per-kernel gradients (``dwp_hub.stored_gradients``): with probability
+    ``refresh_prob`` a subset of ``subsample`` kernels (None: ⌈√n⌉), ``samples`` draws each, is evaluated
+    and every other kernel gets its last gradient (or, without gradients, its last value). ``kl(...,
+    subsample=m)`` still gives the plain estimate on m kernels (``subsample=n``: every kernel).
     """
 
     name = "dwp"
 
-    def __init__(self, prior: DWPrior, subsample: int | None = None, train_reverse: bool = True) -> None:
+    def __init__(self, prior: DWPrior, subsample: int | None = None, train_reverse: bool = True,
+                 stored_gradients: str | None = None, refresh_prob: float = 1.0, samples: int = 1) -> None:
         super().__init__()
         if subsample is not None and (not isinstance(subsample, int) or subsample < 1):
             raise ValueError(f"subsample must be a positive integer or None, got {subsample!r}")
@@ -58,6 +66,8 @@ class DWPBound(WeightPrior):
             aux = prior
         self.aux = aux
         self.subsample = subsample
+        self.stored = (StoredGradientSum(stored_gradients, subsample, refresh_prob, samples)
+                       if stored_gradients is not None else None)
         self.train_reverse = train_reverse
         k = prior.kernel_size
         self.kernel_size = (k, k)
@@ -72,8 +82,17 @@ class DWPBound(WeightPrior):
         """One reparameterised estimate of the layer's bound (eq. 7); `subsample` overrides the layer's."""
         mu, log_sigma2 = self.as_kernels(mu), self.as_kernels(log_sigma2)
         neg_entropy = -gaussian_entropy(log_sigma2)  # exact, over every kernel
+        if self.stored is not None and subsample is None:
+            return neg_entropy + self.stored(mu, log_sigma2, self._term)
         w, scale = posterior_sample(mu, log_sigma2, subsample or self.subsample)  # one w ~ q per kernel
         return neg_entropy - scale * self.aux.elbo(w).sum()
+
+    def _term(self, w: torch.Tensor, psi_scale: float) -> torch.Tensor:
+        """−ELBO_ψ(w) per kernel (eq. 7's expectation term); the gradient reaching ψ is multiplied by psi_scale."""
+        params = None
+        if psi_scale != 1.0 and self.train_reverse:
+            params = {name: p.detach() + psi_scale * (p - p.detach()) for name, p in self.aux.encoder.named_parameters()}
+        return -self.aux.elbo(w, params)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, subsample={self.subsample}, train_reverse={self.train_reverse}"

@@ -91,10 +91,17 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
         return w
 
     # --- the two Gaussians -------------------------------------------------------------------------
-    def encode(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """r(z|w): mean and variance of z, each (n, z_dim), for kernels w of shape (n, k, k)."""
+    def encode(self, w: torch.Tensor, encoder_params: dict[str, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """r(z|w): mean and variance of z, each (n, z_dim), for kernels w of shape (n, k, k).
+
+        `encoder_params` replaces the encoder's parameters for this call (``torch.func.functional_call``).
+        """
         w = self._check_kernels(w)
-        mu, raw = self.encoder(w[:, None])
+        if encoder_params is None:
+            mu, raw = self.encoder(w[:, None])
+        else:
+            mu, raw = torch.func.functional_call(self.encoder, encoder_params, (w[:, None],))
         return mu, bounded_variance(raw, self.config.var_floor)
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,10 +138,10 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
         return out
 
     # --- densities ---------------------------------------------------------------------------------
-    def elbo(self, w: torch.Tensor) -> torch.Tensor:
+    def elbo(self, w: torch.Tensor, encoder_params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Per-kernel VAE bound (eq. 4), one reparameterised z: E_r log p(w|z) − KL(r(z|w) ‖ N(0,I)); shape (n,)."""
         w = self._check_kernels(w)
-        z_mu, z_var = self.encode(w)
+        z_mu, z_var = self.encode(w, encoder_params)
         z = z_mu + z_var.sqrt() * torch.randn_like(z_mu)
         w_mu, w_var = self.decode(z)
         return log_normal(w, w_mu, w_var, dims=2) - kl_to_standard_normal(z_mu, z_var)

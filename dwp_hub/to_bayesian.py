@@ -112,9 +112,11 @@ class _LayerPriors:
     Each deep weight prior is copied and frozen once per device and dtype; the copy (decoder φ) is shared.
     """
 
-    def __init__(self, subsample: int | None, train_reverse: bool) -> None:
+    def __init__(self, subsample: int | None, train_reverse: bool, stored_gradients: str | None,
+                 refresh_prob: float, samples: int) -> None:
         self.subsample = subsample
         self.train_reverse = train_reverse
+        self.stored = dict(stored_gradients=stored_gradients, refresh_prob=refresh_prob, samples=samples)
         self._placed: dict[tuple[int, torch.device, torch.dtype], WeightPrior | DWPrior] = {}
 
     def for_layer(self, obj: WeightPrior | DWPrior, weight: torch.Tensor) -> WeightPrior:
@@ -128,7 +130,7 @@ class _LayerPriors:
             self._placed[key] = placed.to(device=weight.device, dtype=weight.dtype)
         placed = self._placed[key]
         if isinstance(placed, DWPrior):
-            return DWPBound(placed, subsample=self.subsample, train_reverse=self.train_reverse)
+            return DWPBound(placed, subsample=self.subsample, train_reverse=self.train_reverse, **self.stored)
         return placed
 
 
@@ -138,6 +140,7 @@ def _lookup(table: dict, kh: int, kw: int) -> ResolvedPrior | None:
 
 def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorSpec | None = None, *,
                 init_log_sigma2: float = -10.0, subsample: int | None = None, train_reverse: bool = True,
+                stored_gradients: str | None = None, refresh_prob: float = 1.0, samples: int = 1,
                 init_from: Priors | None = None, generator: torch.Generator | None = None) -> BayesianizeReport:
     """Replace, in place, the convolutions of `model` by BayesConv2d layers with priors; return a report.
 
@@ -150,6 +153,8 @@ def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorS
     init_log_sigma2: initial log σ² of every converted weight (see BayesConv2d on why it matters).
     subsample: kernels per layer on which the DWP bound is estimated each step (None: all); unbiased.
     train_reverse: train each DWP layer's reverse model r(z|w; ψ_l) (True, paper) or keep the prior's encoder.
+    stored_gradients, refresh_prob, samples: the DWP bound's stored-gradient estimator ("saga" or "sag", see
+        ``DWPBound``); with it, `subsample` is the size of the refreshed subset (None: ⌈√kernels⌉ per layer).
     init_from: deep weight priors to sample the means μ from first (``init_from_prior`` with ``rescale="none"``,
         drawn with `generator`): the paper's protocol, used for every prior in its Fig. 2, baselines included.
         None keeps the model's own weights as μ.
@@ -169,7 +174,7 @@ def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorS
     if fallback is not None and fallback_prior is None:
         raise ValueError(f"fallback {fallback!r} is a prior over one kernel size; the fallback must apply to any "
                          "kernel size (e.g. 'normal' or 'log-uniform')")
-    layer_priors = _LayerPriors(subsample, train_reverse)
+    layer_priors = _LayerPriors(subsample, train_reverse, stored_gradients, refresh_prob, samples)
     if init_from is not None:
         init_from_prior(model, init_from, rescale="none", generator=generator, progress=False)
     report = BayesianizeReport()

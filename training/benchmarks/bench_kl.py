@@ -2,6 +2,7 @@
 
     python training/benchmarks/bench_kl.py                       # step-time ratios (about a minute)
     python training/benchmarks/bench_kl.py --accuracy-steps 300  # + short MNIST-5k runs: full vs subsampled KL
+    python training/benchmarks/bench_kl.py --saga 1 --sag 1 0.25 # + the stored-gradient estimators
 
 The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
 128. One step is forward, negative ELBO (``elbo_loss`` with ``kl(model)``), backward and an Adam update.
@@ -14,6 +15,7 @@ that of the data term, for scale; whether the extra noise matters is what the ac
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -31,14 +33,18 @@ from training.source_nets import FConvMNIST  # noqa: E402
 def build(variant: str, priors: dict[int, DWPrior]) -> torch.nn.Module:
     """The paper's MNIST net with its conv layers made Bayesian under `variant`'s prior.
 
-    Variants: "deterministic", "normal", "log-uniform", "dwp-full", "dwp-sub<m>" (m kernels per layer).
+    Variants: "deterministic", "normal", "log-uniform", "dwp-full", "dwp-sub<m>" (m kernels per layer),
+    "dwp-saga-p<p>" and "dwp-sag-p<p>" (stored gradients, ⌈√n⌉ kernels per layer refreshed with probability p
+    per step; dwp_hub/stored_gradients.py).
     """
     model = FConvMNIST(widths=(32, 128))
     if variant == "deterministic":
         return model
     spec = {"normal": "normal", "log-uniform": "log-uniform"}.get(variant, priors)
     subsample = int(variant.removeprefix("dwp-sub")) if variant.startswith("dwp-sub") else None
-    bayesianize(model, spec, subsample=subsample)
+    stored = next((mode for mode in ("saga", "sag") if variant.startswith(f"dwp-{mode}-p")), None)
+    bayesianize(model, spec, subsample=subsample, stored_gradients=stored,
+                refresh_prob=float(variant.removeprefix(f"dwp-{stored}-p")) if stored else 1.0)
     return model
 
 
@@ -90,6 +96,78 @@ def kl_noise(variants, priors, args, x_all, y_all) -> list[tuple[str, float, flo
     return rows
 
 
+def resnet18_steps(variants: list[str], args) -> dict[str, list[float]]:
+    """Step times of a bayesianized timm resnet18 (7x7 and 3x3 priors, N(0,1) for the 1x1 convs), batch 8 at
+    64x64, round-robin like the MNIST table. Variants: "normal", "dwp-sub<m>", "dwp-sag-p<p>", "dwp-saga-p<p>"."""
+    import timm
+
+    models, opts = {}, {}
+    for v in variants:
+        torch.manual_seed(args.seed)
+        model = timm.create_model("resnet18", num_classes=10)
+        if v == "normal":
+            bayesianize(model, "normal")
+        else:
+            stored = next((mode for mode in ("saga", "sag") if v.startswith(f"dwp-{mode}-p")), None)
+            subsample = int(v.removeprefix("dwp-sub")) if v.startswith("dwp-sub") else None
+            bayesianize(model, {7: "dwp/notmnist-7x7", 3: "dwp/notmnist-3x3"}, fallback="normal",
+                        subsample=subsample, stored_gradients=stored,
+                        refresh_prob=float(v.removeprefix(f"dwp-{stored}-p")) if stored else 1.0)
+        models[v] = model.train()
+        opts[v] = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    g = torch.Generator().manual_seed(args.seed)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(args.warmup + args.resnet_steps):
+        x, y = torch.randn(8, 3, 64, 64, generator=g), torch.randint(0, 10, (8,), generator=g)
+        for v in variants:
+            t0 = time.perf_counter()
+            loss = elbo_loss(models[v](x), y, kl(models[v]), dataset_size=50_000)
+            opts[v].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[v].step()
+            if r >= args.warmup:
+                times[v].append(time.perf_counter() - t0)
+    return times
+
+
+def kl_gradient_noise(variants, priors, args, x_all, y_all) -> list[tuple[str, float, float]]:
+    """(variant, relative error, relative bias) of each estimator's gradient of the KL w.r.t. layer 2's μ.
+
+    All at the same parameters: the net after `--noise-train-steps` steps of SAGA training (so its tables are
+    warm), copied into each variant. Over `--noise-draws` draws, relative error = mean ‖ĝ − ḡ‖² / ‖ḡ‖² and
+    relative bias = ‖mean ĝ − ḡ‖² / ‖ḡ‖², with ḡ the exact bound's gradient averaged over its own draws.
+    """
+    stored = [v for v in variants if v.startswith(("dwp-saga", "dwp-sag-"))]
+    torch.manual_seed(args.seed)
+    trained = build(stored[0], priors).train()
+    step = step_fn(trained, len(x_all))
+    g = torch.Generator().manual_seed(args.seed)
+    for _ in range(args.noise_train_steps):
+        idx = torch.randint(0, len(x_all), (args.batch,), generator=g)
+        step(x_all[idx], y_all[idx])
+
+    def draw(variant: str) -> torch.Tensor:
+        if variant in stored:
+            model = copy.deepcopy(trained)
+            mode, _, prob = variant.removeprefix("dwp-").partition("-p")
+            for layer in (model.features[0], model.features[3]):
+                layer.prior.stored.mode, layer.prior.stored.refresh_prob = mode, float(prob)
+        else:
+            model = build(variant, priors).train()
+            model.load_state_dict(trained.state_dict(), strict=False)
+        kl(model).backward()
+        return model.features[3].weight.grad.flatten().clone()
+
+    exact = torch.stack([draw("dwp-full") for _ in range(args.noise_draws)])
+    ref = exact.mean(0)
+    norm = ref.square().sum().item()
+    rows = []
+    for v in variants:
+        est = exact if v == "dwp-full" else torch.stack([draw(v) for _ in range(args.noise_draws)])
+        rows.append((v, (est - ref).square().sum(1).mean().item() / norm, (est.mean(0) - ref).square().sum().item() / norm))
+    return rows
+
+
 def accuracy_runs(variants, priors, args, data) -> list[tuple[str, float, float, float]]:
     """Train each variant for the same steps from the same initialisation; 10-sample ensemble test accuracy."""
     x_all, y_all = data.train.tensors
@@ -117,6 +195,14 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--subsample", type=int, nargs="+", default=[64], help="kernels per layer, subsampled DWP bound")
+    ap.add_argument("--saga", type=float, nargs="*", default=[],
+                    help="refresh probabilities of stored-gradient variants dwp-saga-p<p> (none by default)")
+    ap.add_argument("--sag", type=float, nargs="*", default=[],
+                    help="refresh probabilities of stored-gradient variants dwp-sag-p<p> (none by default)")
+    ap.add_argument("--resnet-steps", type=int, default=0,
+                    help="if > 0: also time a bayesianized timm resnet18 (N(0,1), dwp-sub256 and the stored variants)")
+    ap.add_argument("--noise-train-steps", type=int, default=100,
+                    help="SAGA training steps before the gradient-noise table (warm tables)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--noise-draws", type=int, default=30, help="draws for the KL-noise table (0: skip)")
     ap.add_argument("--accuracy-steps", type=int, default=0, help="if > 0: short MNIST-5k runs, full vs subsampled")
@@ -133,21 +219,43 @@ def main() -> None:
           f"{args.steps} timed steps per variant; dwp-sub<m>: DWP bound on m kernels per layer; "
           f"data: MNIST-5k train split ({len(x_all)} images)")
 
-    sub = [f"dwp-sub{m}" for m in args.subsample]
+    sub = ([f"dwp-sub{m}" for m in args.subsample] + [f"dwp-saga-p{p:g}" for p in args.saga]
+           + [f"dwp-sag-p{p:g}" for p in args.sag])
     variants = ["deterministic", "normal", "log-uniform", "dwp-full", *sub]
     times = time_steps(variants, priors, args, x_all, y_all)
     base = statistics.median(times["normal"])
-    print(f"\n{'variant':16} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17}")
+    mean_base = statistics.mean(times["normal"])
+    print(f"\n{'variant':16} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17} {'mean step':>10} "
+          f"{'mean vs N(0,1)':>15}")
     det = statistics.median(times["deterministic"])
-    for v in variants:
-        med = statistics.median(times[v])
-        print(f"{v:16} {1000 * med:9.1f} ms {med / base:9.2f}x {med / det:16.2f}x")
+    for v in variants:  # the mean is the cost of estimators that do not evaluate the VAE every step
+        med, mean = statistics.median(times[v]), statistics.mean(times[v])
+        print(f"{v:16} {1000 * med:9.1f} ms {med / base:9.2f}x {med / det:16.2f}x {1000 * mean:7.1f} ms "
+              f"{mean / mean_base:14.2f}x")
 
     if args.noise_draws > 0:
         print(f"\nKL estimate at initialisation over {args.noise_draws} draws (nats), against the data term N·NLL:")
         print(f"{'variant':16} {'mean KL':>12} {'std KL':>10} {'std data term':>14}")
         for v, mean, std, data_std in kl_noise(["dwp-full", *sub], priors, args, x_all, y_all):
             print(f"{v:16} {mean:12.1f} {std:10.1f} {data_std:14.1f}")
+
+    if args.resnet_steps > 0:
+        rvariants = ["normal", "dwp-sub256"] + [v for v in sub if v.startswith(("dwp-saga", "dwp-sag-"))]
+        rtimes = resnet18_steps(rvariants, args)
+        rbase = statistics.mean(rtimes["normal"])
+        print(f"\ntimm resnet18, batch 8 at 64x64, {args.resnet_steps} timed steps (mean, the cost of random refreshes):")
+        print(f"{'variant':16} {'mean step':>10} {'vs N(0,1)':>10}")
+        for v in rvariants:
+            mean = statistics.mean(rtimes[v])
+            print(f"{v:16} {1000 * mean:7.1f} ms {mean / rbase:9.2f}x")
+
+    if (args.saga or args.sag) and args.noise_draws > 0:
+        print(f"\nGradient of the KL w.r.t. layer 2's μ after {args.noise_train_steps} stored-gradient steps, "
+              f"{args.noise_draws} "
+              "draws each, against the exact bound's mean gradient (relative squared error and bias):")
+        print(f"{'variant':16} {'rel. error':>11} {'rel. bias':>10}")
+        for v, err, bias in kl_gradient_noise(["dwp-full", *sub], priors, args, x_all, y_all):
+            print(f"{v:16} {err:11.4f} {bias:10.4f}")
 
     if args.accuracy_steps > 0:
         print(f"\n{args.accuracy_steps} training steps each on MNIST-5k ({len(x_all)} train / "
