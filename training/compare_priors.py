@@ -1,0 +1,93 @@
+"""Our notMNIST priors beside the paper authors' (measurement only): kernel norms, spectra, cross log-likelihoods.
+
+    python -m training.compare_priors --out build/compare            # tables on stdout, sample grids as PNG
+    python -m training.compare_priors --reference DIR                # the authors' VAEs elsewhere
+
+The authors' two VAEs (``../shared/reference-priors/``, GPL-3.0) are loaded into our architectures in memory,
+by key renames only (``weights_only=True``: plain tensors, nothing else is unpickled), with a variance floor
+of 1e-12 where theirs has none. They are never saved, bundled or pushed. For each kernel size it prints
+
+- the mean L2 norm of 4,096 kernels drawn from each prior (decoder means at z ~ N(0, I), as ``init`` draws
+  them) and of our held-out source kernels (the authors' source kernels are not available);
+- the share of variance in the top 1 / 2 / 4 / 8 principal directions of each of those sets;
+- IWAE log-likelihoods (nats per kernel) of our held-out source kernels and of kernels sampled from each
+  prior with decoder noise, under both priors (a prior scoring the other's samples low does not cover them).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from dwp_hub import DWPrior
+from dwp_hub.images import kernel_grid, save_png
+from dwp_hub.prior_folder import PriorConfig
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-priors"
+RENAMES = (("encoder.fc_sigma.", "encoder.heads.fc_var."), ("encoder.fc_mu.", "encoder.heads.fc_mu."),
+           ("encoder.fc_var.", "encoder.heads.fc_var."), ("decoder.decoder.", "decoder.features."),
+           ("decoder.fc_mu.0.", "decoder.heads.fc_mu."), ("decoder.fc_var.0.", "decoder.heads.fc_var."),
+           ("decoder.fc_mu.", "decoder.heads.fc_mu."), ("decoder.fc_var.", "decoder.heads.fc_var."))
+NO_FLOOR = 1e-12  # theirs is softplus(raw) with no floor; ours adds var_floor
+
+
+def reference_prior(k: int, root: Path = REFERENCE_DIR) -> DWPrior:
+    """The authors' k×k notMNIST VAE as a DWPrior held in memory (measurement only)."""
+    state = torch.load(root / f"vae{k}x{k}" / "vae_params.torch", map_location="cpu", weights_only=True)
+    renamed = {}
+    for name, tensor in state.items():
+        for old, new in RENAMES:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        renamed[name] = tensor.float()
+    ours = DWPrior.for_kernel_size(k, "notmnist-reference")
+    prior = DWPrior(PriorConfig(kernel_size=k, z_dim=ours.z_dim, architecture=ours.config.architecture,
+                                domain="notmnist-reference", var_floor=NO_FLOOR))
+    prior.load_state_dict(renamed)
+    return prior.eval()
+
+
+def spectrum(kernels: torch.Tensor, tops: tuple[int, ...] = (1, 2, 4, 8)) -> str:
+    x = kernels.flatten(1).double()
+    eig = torch.linalg.eigvalsh(torch.cov(x.T)).flip(0).clamp_min(0)
+    share = eig.cumsum(0) / eig.sum()
+    return " / ".join(f"{share[t - 1]:.2f}" for t in tops)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("build/compare"), help="folder for the sample grids")
+    ap.add_argument("--reference", type=Path, default=REFERENCE_DIR,
+                    help="folder with the authors' vae7x7/ and vae5x5/ (default ../shared/reference-priors)")
+    ap.add_argument("--kernels", type=int, default=1000, help="kernels scored per set")
+    ap.add_argument("--iwae-samples", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for k in (7, 5):
+        ours, theirs = DWPrior.from_pretrained(f"dwp/notmnist-{k}x{k}"), reference_prior(k, args.reference)
+        g = torch.Generator().manual_seed(args.seed)
+        sets = {"ours: samples": ours.sample(4096, generator=g), "theirs: samples": theirs.sample(4096, generator=g),
+                "ours: held-out source kernels": ours.source_kernels("heldout")}
+        print(f"\n{k}x{k} kernels        {'mean norm':>10}  variance in top 1/2/4/8 directions")
+        for name, kernels in sets.items():
+            print(f"{name:32} {kernels.flatten(1).norm(dim=1).mean():10.4f}  {spectrum(kernels)}")
+        for who, prior in (("ours", ours), ("theirs", theirs)):
+            save_png(kernel_grid(sets[f"{who}: samples"][:64]), args.out / f"{who}-{k}x{k}-samples.png")
+        scored = {"ours: held-out source kernels": sets["ours: held-out source kernels"][:args.kernels],
+                  "ours: samples with decoder noise": ours.sample(args.kernels, generator=g, noise=True),
+                  "theirs: samples with decoder noise": theirs.sample(args.kernels, generator=g, noise=True)}
+        print(f"IWAE log-likelihood, K={args.iwae_samples} (nats/kernel)   {'under ours':>11} {'under theirs':>13}")
+        for name, kernels in scored.items():
+            lls = [prior.log_prob(kernels, num_samples=args.iwae_samples,
+                                  generator=torch.Generator().manual_seed(args.seed)).mean().item()
+                   for prior in (ours, theirs)]
+            print(f"{name:44} {lls[0]:11.2f} {lls[1]:13.2f}")
+    print(f"\nsample grids in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
