@@ -30,11 +30,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .timm_convs import WEIGHT_STANDARDISED_CLASSES
 from .decoder_mean import DecoderMean
 from .prior import DWPrior
 from .prior_spec import Priors, ResolvedPrior, resolve_priors
 from .progress import progress_bar
+from .timm_convs import WEIGHT_STANDARDISED_CLASSES
 
 RESCALE_MODES = ("match", "fan_in", "none")
 DEFAULT_RESCALE = "match"

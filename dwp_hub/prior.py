@@ -18,8 +18,6 @@ from .decoder_mean import DecoderMean
 from .errors import PriorFormatError
 from .gaussian import bounded_variance, kl_to_standard_normal, log_normal
 from .hub import PriorSource, locate
-from .progress import progress_bar
-from .publish import PushResult, push_folder
 from .prior_folder import (
     LIBRARY_NAME,
     LICENSE,
@@ -32,6 +30,8 @@ from .prior_folder import (
     sha256_file,
     write_folder,
 )
+from .progress import progress_bar
+from .publish import PushResult, push_folder
 
 
 class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE, tags=["deep-weight-prior"],

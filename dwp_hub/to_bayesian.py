@@ -18,12 +18,11 @@ from torch.nn.utils import parametrize
 
 from .bayes_conv import BayesConv2d
 from .dwp_bound import DWPBound
-from .prior import DWPrior
 from .init import init_from_prior
+from .prior import DWPrior
 from .prior_spec import PriorResolver, Priors, PriorSpec, ResolvedPrior
 from .timm_convs import SAME_PAD_CLASSES, WEIGHT_STANDARDISED_CLASSES
 from .weight_priors import WeightPrior
-
 
 
 @dataclass
