@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,10 @@ from .prior_folder import (
     LIBRARY_NAME,
     LICENSE,
     PAPER_ARXIV,
-    WEIGHTS_NAME,
     PriorConfig,
     PriorFiles,
     default_card,
     read_folder,
-    sha256_file,
     write_folder,
 )
 from .progress import progress_bar
@@ -248,8 +245,6 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
         source = locate(model_id, revision, cache_dir=cache_dir, force_download=force_download,
                         local_files_only=local_files_only, token=token)
         model = cls.from_folder(source.path)
-        if not source.sha256:
-            source = replace(source, sha256=sha256_file(source.path / WEIGHTS_NAME))
         model.source = source
         return model
 
