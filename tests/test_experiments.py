@@ -248,15 +248,18 @@ def test_fig2_means_start_as_prior_samples_for_every_method(method, mnist5k, tmp
     priors = PriorSet()
     ctx = RunContext(torch.device("cpu"), mnist5k, priors, tmp_path)
     train_idx, _ = mnist5k.split(20, seed=4)
-    expected = classifier()
-    init_from_prior(expected, {7: priors.dwp(7), 5: priors.dwp(5)}, rescale="none",
-                    generator=torch.Generator().manual_seed(4))
+    expected = {}
+    for noise in (False, True):
+        expected[noise] = classifier()
+        init_from_prior(expected[noise], {7: priors.dwp(7), 5: priors.dwp(5)}, rescale="none", noise=noise,
+                        generator=torch.Generator().manual_seed(4))
     with ctx.run_log("probe") as log:
-        for init, same in (("prior", True), ("xavier", False)):
+        for init, same in (("prior", (True, False)), ("prior-noise", (False, True)), ("xavier", (False, False))):
             net, _ = train_vi(method, train_idx, Fig2Settings(steps=0, init=init), 4, ctx, log)
             for name in ("features.0.weight", "features.3.weight"):
                 got = net.state_dict()[name]
-                assert torch.equal(got, expected.state_dict()[name]) == same, (init, name)
+                for noise in (False, True):
+                    assert torch.equal(got, expected[noise].state_dict()[name]) == same[noise], (init, noise, name)
 
 
 def test_bayesianize_can_start_the_means_from_the_prior():

@@ -111,6 +111,17 @@ def test_each_kernel_is_the_decoder_mean_of_its_own_z(priors):
     assert len(torch.unique(expected.reshape(30, -1), dim=0)) == 30
 
 
+def test_noise_draws_each_kernel_from_the_decoder_as_sample_does(priors):
+    """noise=True: exactly prior.sample(n, noise=True) for the same generator, whatever the chunk size."""
+    conv = nn.Conv2d(6, 10, 3, groups=2)
+    init_from_prior(nn.Sequential(conv), {3: priors[3]}, rescale="none", noise=True,
+                    generator=torch.Generator().manual_seed(5), chunk_size=7)
+    expected = priors[3].sample(30, generator=torch.Generator().manual_seed(5), noise=True)
+    torch.testing.assert_close(conv.weight.detach().reshape(30, 3, 3), expected, rtol=0, atol=1e-6)
+    means = priors[3].sample(30, generator=torch.Generator().manual_seed(5))
+    assert not torch.allclose(expected, means)
+
+
 def test_fan_in_gives_the_kaiming_scale(priors):
     convs = [nn.Conv2d(8, 16, 3), nn.Conv2d(16, 16, 3, groups=16), nn.Conv2d(3, 8, 7)]
     report = init_from_prior(nn.Sequential(*convs), priors, rescale="fan_in")

@@ -31,7 +31,7 @@ NAME = "fig2"
 COLUMNS = ["method", "n_train", "seed", "n_test", "accuracy", "nll", "ece", "accuracy_mean_net", "kl",
            "sigma_conv1", "sigma_conv2", "steps", "batch_size", "seconds", "ms_per_step"]
 METHODS = ("dwp", "normal", "log-uniform", "mv-gaussian", "deterministic")
-INITS = ("prior", "xavier")
+INITS = ("prior", "prior-noise", "xavier")
 
 
 def plan(s: Fig2Settings) -> list[tuple[str, dict]]:
@@ -70,9 +70,9 @@ def train_vi(method: str, train_idx: np.ndarray, s: Fig2Settings, seed: int, ctx
     torch.manual_seed(seed)
     net = classifier(num_classes=ctx.target.num_classes)
     xavier_(net, torch.Generator().manual_seed(seed))
-    if s.init == "prior":  # the paper's protocol: μ of both convs are samples of the DWPs, for every method
+    if s.init.startswith("prior"):  # the paper's protocol: μ of both convs are samples of the DWPs, every method
         init_from_prior(net, {k: ctx.priors.dwp(k) for k in (7, 5)}, rescale="none",
-                        generator=torch.Generator().manual_seed(seed), progress=False)
+                        generator=torch.Generator().manual_seed(seed), progress=False, noise=s.init == "prior-noise")
     net.to(device)
     spec = prior_spec(method, s.kl_subsample, ctx)
     lrs = {"mean": s.lr, "other": s.lr, "reverse": s.lr, "log_sigma2": s.lr_log_sigma2}

@@ -20,8 +20,8 @@ class Fig2Settings:
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ("dwp", "normal", "log-uniform", "mv-gaussian", "deterministic")
     steps: int = 2000
-    init: str = "prior"  # μ of both convs: "prior" = samples of the 7x7/5x5 DWPs (rescale none), every method, as
-    # the paper's code; "xavier" = Glorot-uniform, the recorded variant
+    init: str = "prior"  # μ of both convs: "prior" = samples of the 7x7/5x5 DWPs (decoder means, rescale none), every
+    # method, as the paper's code; "prior-noise" = with the decoder's noise; "xavier" = Glorot-uniform (variants)
     batch_size: int = 32  # min(N, batch_size) images per step
     lr: float = 1e-3  # μ, biases, the linear layer and the DWP reverse models; decays linearly to 0
     lr_log_sigma2: float = 1e-2  # log σ²: a log-scale parameter moves 10× faster; decays linearly to 0
