@@ -294,13 +294,7 @@ class Build:
             "source_layers": {spec: f"{len(names)} layers" for spec, names in layers.items()},
             "num_source_nets": len(checkpoints),
             "heldout": f"{kmeta['heldout_unit']}s {kmeta['heldout_nets']}",
-            "kernels_total": kmeta["kernels_total"],
-            "kernels_kept": kmeta["kernels_kept"],
-            "kernels_train": kmeta["train_kept"],
-            "kernels_heldout": kmeta["heldout_kept"],
-            "vae_train_kernels": n_train,
-            "norm_threshold": kmeta["threshold"],
-            "norm_threshold_method": kmeta["threshold_method"],
+            **_kernel_set_provenance(kmeta, n_train),
         }
         prov.update(self._vae_provenance(recipe, metrics, stats, build_seconds))
         prov["build_command"] = (f"python -m training build {recipe.name} --kernel-size {recipe.kernel_size} "
@@ -328,13 +322,7 @@ class Build:
             "heldout_source_nets": kmeta["heldout_nets"],
             "source_test_accuracy": [round(a, 4) for a in accs],
             "source_test_accuracy_mean": round(float(np.mean(accs)), 4),
-            "kernels_total": kmeta["kernels_total"],
-            "kernels_kept": kmeta["kernels_kept"],
-            "kernels_train": kmeta["train_kept"],
-            "kernels_heldout": kmeta["heldout_kept"],
-            "vae_train_kernels": n_train,
-            "norm_threshold": kmeta["threshold"],
-            "norm_threshold_method": kmeta["threshold_method"],
+            **_kernel_set_provenance(kmeta, n_train),
             "source_train_seconds": round(sum(m["train_seconds"] for m in net_meta), 1),
             "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}"
                              + (f" --z-dim {recipe.z_dim}" if recipe.z_dim is not None else ""),
@@ -396,6 +384,14 @@ class Build:
 
 def _subset(data: torch.utils.data.TensorDataset, n: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(*(t[:n] for t in data.tensors))
+
+
+def _kernel_set_provenance(kmeta: dict[str, Any], n_train: int) -> dict[str, Any]:
+    """What every build records of its kernel set: counts, the norm threshold, and the VAE's share of it."""
+    return {"kernels_total": kmeta["kernels_total"], "kernels_kept": kmeta["kernels_kept"],
+            "kernels_train": kmeta["train_kept"], "kernels_heldout": kmeta["heldout_kept"],
+            "vae_train_kernels": n_train, "norm_threshold": kmeta["threshold"],
+            "norm_threshold_method": kmeta["threshold_method"]}
 
 
 def install_bundled(folder: str | Path, name: str | None = None, bundled_dir: str | Path = BUNDLED_DIR) -> Path:
