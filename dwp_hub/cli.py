@@ -13,6 +13,7 @@ import sys
 import click
 
 from .errors import DWPError
+from .domains import DEFAULT_DOMAINS
 
 INFO_PROVENANCE_KEYS = ("dataset", "num_source_nets", "source_test_accuracy_mean", "kernels_kept", "epochs",
                         "heldout_iwae_loglik", "heldout_fullcov_gaussian_loglik", "heldout_isotropic_gaussian_loglik",
@@ -48,7 +49,7 @@ def main() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Hugging Face cache to scan.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(cache_dir: str | None, as_json: bool) -> None:
-    """List bundled priors and priors in the local Hugging Face cache."""
+    """List bundled priors and priors in the local Hugging Face cache, then the domains they make up."""
     from .hub import list_priors
 
     priors = list_priors(cache_dir=cache_dir)
@@ -60,6 +61,15 @@ def list_cmd(cache_dir: str | None, as_json: bool) -> None:
         click.echo(f"{p.name:32} {p.kernel_size:>4}x{p.kernel_size:<1} {p.z_dim:>5}  {p.domain:14} {p.source}")
     if not priors:
         click.echo("(no priors found)")
+        return
+    sizes: dict[str, set[int]] = {}
+    for p in priors:
+        sizes.setdefault(p.domain, set()).add(p.kernel_size)
+    click.echo("\ndomains (use one with --domain, or as a prior name: every kernel size it has):")
+    for domain, ks in sorted(sizes.items()):
+        default = [str(c) for c, d in DEFAULT_DOMAINS.items() if d == domain]
+        note = f"  default for {'/'.join(default)}-channel inputs" if default else ""
+        click.echo(f"  {domain:14} {', '.join(f'{k}x{k}' for k in sorted(ks, reverse=True))}{note}")
 
 
 @main.command()
@@ -152,9 +162,12 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, commit_
 
 @main.command("init")
 @click.argument("model_name", metavar="MODEL")
-@click.option("--prior", "priors", multiple=True, required=True,
+@click.option("--prior", "priors", multiple=True,
               help="Prior name, NAME@REV, folder or domain shorthand (notmnist = every bundled dwp/notmnist-KxK); "
                    "repeatable.")
+@click.option("--domain", default=None,
+              help="Every prior of this domain (see `dwp-hub list`). Default, without --prior: by the model's input "
+                   "channels, " + ", ".join(f"{d} for {c}" for c, d in DEFAULT_DOMAINS.items()) + ".")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Folder to write model.safetensors + config.json + README.md into (new, empty, or an earlier "
                    "output).")
@@ -163,7 +176,7 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, commit_
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model's own init and the sampling.")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classifier outputs (model default if unset).")
 @click.option("--in-chans", type=click.IntRange(min=1), default=None, help="Input channels (timm models only).")
-def init_cmd(model_name: str, priors: tuple[str, ...], out: str, rescale: str, seed: int,
+def init_cmd(model_name: str, priors: tuple[str, ...], domain: str | None, out: str, rescale: str, seed: int,
              num_classes: int | None, in_chans: int | None) -> None:
     """Initialise MODEL's convolutions from deep weight priors and save it in timm's checkpoint layout.
 
@@ -174,13 +187,23 @@ def init_cmd(model_name: str, priors: tuple[str, ...], out: str, rescale: str, s
     import torch
 
     from . import __version__
+    from .domains import default_domain
     from .init import dwp_table, init_from_prior
     from .networks import create_network, load_instructions, save_checkpoint, staged_checkpoint
+    from .prior_spec import domain_priors
 
+    if priors and domain:
+        raise click.BadParameter("give --prior or --domain, not both", param_hint="--domain")
+    torch.manual_seed(seed)
+    model = create_network(model_name, num_classes=num_classes, in_chans=in_chans)
+    if not priors:
+        domain = domain or default_domain(model)
+        if not domain_priors(domain):
+            raise click.BadParameter(f"no prior of domain {domain!r} is bundled or cached; see `dwp-hub list`",
+                                     param_hint="--domain")
+        priors = (domain,)
     table = dwp_table(list(priors))  # resolved once; a bad prior name fails before any work
     with staged_checkpoint(out) as tmp:
-        torch.manual_seed(seed)
-        model = create_network(model_name, num_classes=num_classes, in_chans=in_chans)
         report = init_from_prior(model, {k: entry.prior for k, entry in table.items()}, rescale=rescale,
                                  generator=torch.Generator().manual_seed(seed))
         record = {"dwp_hub_version": __version__, "model": model_name, "seed": seed, **report.to_dict()}

@@ -122,6 +122,8 @@ def test_rerun_replaces_an_earlier_output_atomically(tmp_path):
      "no convolution of ResNet matches a prior: its kernel sizes are 1x1, 3x3, 7x7; the priors cover 5x5"),
     (["resnet18", "--prior", "dwp/no-such-prior"], "no prior named 'dwp/no-such-prior'"),
     (["resnet18", "--prior", "notmnist", "--rescale", "xavier"], "Invalid value for '--rescale'"),
+    (["resnet18", "--prior", "notmnist", "--domain", "notmnist"], "Invalid value for --domain: give --prior or"),
+    (["resnet18", "--domain", "no-such-domain"], "Invalid value for --domain: no prior of domain 'no-such-domain'"),
 ])
 def test_user_errors_are_one_line_and_write_nothing(tmp_path, args, message):
     result = invoke("init", *args, "--out", str(tmp_path / "out"))

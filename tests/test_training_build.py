@@ -190,3 +190,14 @@ def test_bad_checkpoints_are_refused(tmp_path, files, message):
                                       "--checkpoint", str(ckpt), "--checkpoint", str(ckpt)])
     assert result.exit_code != 0 and re.search(message, str(result.exception) + result.output)
     assert not (tmp_path / "out" / "x-7x7").exists()
+
+
+def test_tiny_photo_build_offline_on_a_real_photo(tmp_path):
+    """The photo recipes end to end on matplotlib's Grace Hopper photo (no download): 3x3 from the CIFAR ResNet."""
+    build(tmp_path, "photo-3x3")
+    prior = DWPrior.from_folder(tmp_path / "photo-3x3")
+    p = prior.provenance
+    assert prior.kernel_size == 3 and prior.config.domain == "photo"
+    assert "grace_hopper.jpg" in p["dataset_provenance"] and "32x32 RGB tiles" in p["dataset_provenance"]
+    # resnet-cifar tiny widths (4, 8, 8), three blocks: 4*4 + 4*4, 8*4 + 8*8, 8*8 + 8*8 kernels per net
+    assert p["kernels_total"] == 2 * (16 + 16 + 32 + 64 + 64 + 64)

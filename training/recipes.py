@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .source_nets import RESNET_CIFAR_3X3_LAYERS
+
 
 @dataclass(frozen=True)
 class SourceRecipe:
@@ -25,7 +27,8 @@ class SourceRecipe:
     lr: float = 1e-3
 
     def tiny(self) -> "SourceRecipe":
-        widths = {"fconv-mnist": (8, 8), "conv3x3-mnist": (4, 8, 8), "cifar-net": (4, 8, 8, 8)}[self.arch]
+        widths = {"fconv-mnist": (8, 8), "conv3x3-mnist": (4, 8, 8), "cifar-net": (4, 8, 8, 8),
+                  "resnet-cifar": (4, 8, 8)}[self.arch]
         return replace(self, name=f"{self.name}-tiny", widths=widths, num_nets=2, heldout_nets=1, epochs=1, batch_size=64)
 
 
@@ -80,6 +83,15 @@ MNIST5K_CONV3 = SourceRecipe("mnist5k-conv3x3", "mnist-5k", "conv3x3-mnist", (32
 CIFAR100_NET = SourceRecipe("cifar100-net", "cifar100", "cifar-net", (128, 256, 256, 512), num_nets=10,
                             heldout_nets=2, epochs=300, l2=1e-4)
 
+# Photographs (training/photos.py, training/photo_tiles.py): source nets learn which training photo a 32×32
+# tile comes from. The paper's CIFAR net gives 7x7 (first layer) and 5x5 kernels, a CIFAR ResNet the 3x3
+# ones. Widths, counts and epochs are what 2 CPU cores train in about an hour (training/results, "Photo priors").
+PHOTO_PRETEXT = "photo-id"
+PHOTO_CIFARNET = SourceRecipe("photo-cifarnet", PHOTO_PRETEXT, "cifar-net", (128, 64, 64, 128), num_nets=10,
+                              heldout_nets=2, epochs=6, l2=1e-4)
+PHOTO_RESNET = SourceRecipe("photo-resnet", PHOTO_PRETEXT, "resnet-cifar", (16, 32, 64), num_nets=4, heldout_nets=1,
+                            epochs=10, l2=1e-4)
+
 RECIPES: dict[str, PriorRecipe] = {
     r.name: r
     for r in (
@@ -89,6 +101,10 @@ RECIPES: dict[str, PriorRecipe] = {
         PriorRecipe("mnist-7x7", "mnist", 7, MNIST5K_FCONV, ("features.0",), vae_epochs=300),
         PriorRecipe("mnist-5x5", "mnist", 5, MNIST5K_FCONV, ("features.3",), vae_epochs=30),
         PriorRecipe("mnist-3x3", "mnist", 3, MNIST5K_CONV3, ("features.3", "features.6"), vae_epochs=30),
+        PriorRecipe("photo-7x7", "photo", 7, PHOTO_CIFARNET, ("features.0",), vae_epochs=300),
+        PriorRecipe("photo-5x5", "photo", 5, PHOTO_CIFARNET, ("features.4", "features.7", "features.10"),
+                    vae_epochs=30),
+        PriorRecipe("photo-3x3", "photo", 3, PHOTO_RESNET, RESNET_CIFAR_3X3_LAYERS, vae_epochs=30),
         PriorRecipe("cifar100-7x7", "cifar", 7, CIFAR100_NET, ("features.0",), vae_epochs=300),
         PriorRecipe("cifar100-5x5", "cifar", 5, CIFAR100_NET, ("features.4", "features.7", "features.10"),
                     vae_epochs=30),
@@ -113,6 +129,33 @@ def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int 
         raise ValueError("give at least one --checkpoint")
     return PriorRecipe(name, domain or stem or name, k, CheckpointSources(tuple(checkpoints)), (),
                        vae_epochs=CHECKPOINT_VAE_EPOCHS[k], z_dim=z_dim)
+
+
+SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "lr")
+
+
+def with_source_settings(recipe: PriorRecipe, settings: dict[str, str]) -> PriorRecipe:
+    """`recipe` with source-net fields changed (an ablation), e.g. ``{"l2": "1e-4", "widths": "256,512"}``.
+
+    The source recipe's name gets the changes appended, so its nets never mix with the original's.
+    """
+    if not isinstance(recipe.source, SourceRecipe):
+        raise ValueError(f"prior {recipe.name!r} has no source nets trained here to change")
+    changes: dict[str, object] = {}
+    for key, value in settings.items():
+        if key not in SOURCE_FIELDS:
+            raise ValueError(f"unknown source setting {key!r}; known: {', '.join(SOURCE_FIELDS)}")
+        try:
+            changes[key] = (tuple(int(v) for v in value.split(",")) if key == "widths" else
+                            float(value) if key in ("l2", "lr") else int(value))
+        except ValueError:
+            raise ValueError(f"source setting {key}={value!r}: not a valid value") from None
+    source = replace(recipe.source, name=f"{recipe.source.name}-{source_settings_suffix(settings)}", **changes)
+    return replace(recipe, source=source)
+
+
+def source_settings_suffix(settings: dict[str, str]) -> str:
+    return "-".join(f"{k}{settings[k].replace(',', 'x')}" for k in sorted(settings))
 
 
 def get_recipe(name: str, tiny: bool = False) -> PriorRecipe:

@@ -9,6 +9,10 @@
   is not used, since 3×3 kernels in practice sit inside networks, behind other convolutions.
 * ``cifar-net`` — the paper's CIFAR-100 source net (appendix H.3): 7×7, 5×5, 5×5, 5×5 convs with batch
   norm and LeakyReLU, max-pool after the first, then a 512-unit batch-normed hidden layer.
+* ``resnet-cifar`` — ours, for 3×3 kernels on 32×32 photographs: the CIFAR ResNet of He et al. (2016) with
+  one basic block per stage: 3×3 stem (width a) → blocks of widths a, b, c (stride 1, 2, 2) → global
+  average pool → linear. Every 3×3 conv inside a block gives kernels; the stem, with three input
+  channels, does not, as in ``conv3x3-mnist``.
 """
 
 from __future__ import annotations
@@ -81,10 +85,47 @@ class CIFARNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class BasicBlock(nn.Module):
+    """Two 3×3 convs with batch norm and a residual connection (1×1 projection when the shape changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+
+class ResNetCIFAR(nn.Module):
+    """A CIFAR-style ResNet with one basic block per stage, for 3×32×32 inputs (see the module docstring)."""
+
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), num_classes: int = 10, in_channels: int = 3,
+                 image_size: int = 32) -> None:
+        super().__init__()
+        a, b, c = widths
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, a, 3, 1, 1, bias=False), nn.BatchNorm2d(a), nn.ReLU())
+        self.blocks = nn.Sequential(BasicBlock(a, a, 1), BasicBlock(a, b, 2), BasicBlock(b, c, 2))
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.blocks(self.stem(x)))
+
+
+RESNET_CIFAR_3X3_LAYERS = tuple(f"blocks.{i}.conv{j}" for i in range(3) for j in (1, 2))
+
 SOURCE_ARCHITECTURES: dict[str, type[nn.Module]] = {
     "fconv-mnist": FConvMNIST,
     "conv3x3-mnist": Conv3x3MNIST,
     "cifar-net": CIFARNet,
+    "resnet-cifar": ResNetCIFAR,
 }
 
 

@@ -1,0 +1,74 @@
+"""Which pretext label the photo source nets learn from: measured by how well their features transfer.
+
+    python -m training.experiments.pretext --out build/runs/pretext
+
+For each pretext of training/photo_tiles.py (``photo-id``, ``rotation``) and each source architecture of the
+photo recipes, one source net is trained for the same number of steps with the build's own loop, then
+frozen, and a linear classifier on its pooled features is trained on the held-out photo task
+(``photo-heldout``, Fig. 3's protocol in training/experiments/natural.py). Better transfer means the
+kernels carry more of what photographs share. Results append to ``pretext.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from training import loops
+from training.datasets import load_image_data
+from training.recipes import PHOTO_CIFARNET, PHOTO_RESNET
+from training.source_nets import build_source_net
+
+from .natural import Settings, fig3
+
+PRETEXT_DATA = ("photo-id", "photo-rotation")
+COLUMNS = ["arch", "pretext", "steps", "seed", "pretext_test_accuracy", "probe_accuracy", "probe_nll", "seconds"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m training.experiments.pretext", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=600, help="training steps per source net (batch 128)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--data-root", type=Path, default=Path("build"))
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "pretext.csv"
+    target = load_image_data("photo-heldout", args.data_root / "cache", data_root=args.data_root, progress=False)
+    for recipe in (PHOTO_RESNET, PHOTO_CIFARNET):
+        for name in PRETEXT_DATA:
+            data = load_image_data(name, args.data_root / "cache", data_root=args.data_root, progress=False)
+            epochs = max(1, round(args.steps * recipe.batch_size / len(data.train)))
+            for seed in args.seeds:
+                t0 = time.monotonic()
+                torch.manual_seed(seed)
+                net = build_source_net(recipe.arch, recipe.widths, data.num_classes, data.image_shape)
+                spec = loops.LoopSpec(epochs, recipe.batch_size, recipe.lr, seed, f"{recipe.arch} {name}")
+                ckpt = args.out / f"{recipe.arch}-{name}-{seed}.partial.safetensors"
+                loops.run_training(Accelerator(cpu=True), net, data.train.tensors, spec, ckpt,
+                                   loops.classifier_loss(recipe.l2), progress=False)
+                ckpt.unlink(missing_ok=True)
+                pre = loops.accuracy(Accelerator(cpu=True), net, data.test)
+                acc, nll = fig3(net, target, Settings(), seed)
+                row = dict(arch=recipe.arch, pretext=name, steps=epochs * -(-len(data.train) // recipe.batch_size),
+                           seed=seed, pretext_test_accuracy=round(pre, 4), probe_accuracy=round(acc, 4),
+                           probe_nll=round(nll, 4), seconds=round(time.monotonic() - t0))
+                new = not path.is_file()
+                with path.open("a", newline="") as f:
+                    w = csv.DictWriter(f, COLUMNS)
+                    if new:
+                        w.writeheader()
+                    w.writerow(row)
+                print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
