@@ -98,6 +98,11 @@ def test_corrupt_prior_is_reported_by_file(prior_dir, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_list_runs(prior_dir):
+def test_list_shows_priors_then_domains(prior_dir):
     proc = run("list")
     assert proc.returncode == 0 and "kernel" in proc.stdout
+    table, _, domains = proc.stdout.partition("\ndomains")
+    assert "dwp/photo-3x3" in table and "dwp/notmnist-7x7" in table
+    lines = {line.split()[0]: line for line in domains.strip().splitlines()[1:]}
+    assert "7x7, 5x5, 3x3" in lines["notmnist"] and "default for 1-channel inputs" in lines["notmnist"]
+    assert "3x3" in lines["photo"] and "default for 3-channel inputs" in lines["photo"]

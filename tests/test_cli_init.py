@@ -170,3 +170,13 @@ def test_latent_needs_heldout_kernels_from_the_folder_or_kernels_option(tmp_path
     result = invoke("latent", str(folder), "-o", str(tmp_path / "b.png"), "--kernels", str(kernels))
     assert result.exit_code == 1 and "expected (n, 3, 3)" in result.output
     assert not (tmp_path / "b.png").exists()
+
+
+@pytest.mark.parametrize("extra, domain", [((), "photo"), (("--in-chans", "1"), "notmnist"),
+                                           (("--domain", "notmnist"), "notmnist")])
+def test_init_without_prior_uses_the_domain_of_the_input_channels(tmp_path, extra, domain):
+    result = invoke("init", "resnet10t", "--out", str(tmp_path / "out"), *extra)
+    assert result.exit_code == 0, result.output
+    used = json.loads((tmp_path / "out" / "config.json").read_text())["dwp_init"]["priors"]
+    assert used and all(name.startswith(f"dwp/{domain}-") for name in used)
+    assert f"dwp/{domain}-3x3" in used  # resnet10t is built from 3x3 convs

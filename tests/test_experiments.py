@@ -274,3 +274,25 @@ def test_bayesianize_can_start_the_means_from_the_prior():
     assert means.keys() == theirs.state_dict().keys()
     for name, a in means.items():
         assert torch.equal(a, theirs.state_dict()[name]), name
+
+
+def test_natural_image_figures_quick_resume_and_bn_recalibration(tmp_path):
+    """Fig. 3/4 on photo tiles: every (init, seed) recorded once; a rerun adds nothing; frozen BN sees the data."""
+    from training.experiments import natural
+
+    args = ["--out", str(tmp_path), "--quick", "--models", "resnet-cifar", "--inits", "own", "dwp:notmnist",
+            "--threads", "1"]
+    natural.main(args)
+    fig3 = list(csv.DictReader((tmp_path / "fig3.csv").open()))
+    fig4 = list(csv.DictReader((tmp_path / "fig4.csv").open()))
+    assert [(r["init"], r["seed"]) for r in fig3] == [("own", "0"), ("dwp:notmnist", "0")]
+    assert {r["step"] for r in fig4} == {"0", "3", "6"} and len(fig4) == 6
+    natural.main(args)
+    assert len(list(csv.DictReader((tmp_path / "fig3.csv").open()))) == 2
+    assert "Fig. 3, frozen random features — resnet-cifar" in natural.report(tmp_path)
+
+    model = natural.build_model("resnet-cifar", 4)
+    x = torch.randn(64, 3, 32, 32) * 3 + 1
+    natural.recalibrate_batch_norm(model, x)
+    bn = model.stem[1]
+    assert torch.allclose(bn.running_mean, model.stem[0](x).mean((0, 2, 3)), atol=1e-4)

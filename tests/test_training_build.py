@@ -201,3 +201,8 @@ def test_tiny_photo_build_offline_on_a_real_photo(tmp_path):
     assert "grace_hopper.jpg" in p["dataset_provenance"] and "32x32 RGB tiles" in p["dataset_provenance"]
     # resnet-cifar tiny widths (4, 8, 8), three blocks: 4*4 + 4*4, 8*4 + 8*8, 8*8 + 8*8 kernels per net
     assert p["kernels_total"] == 2 * (16 + 16 + 32 + 64 + 64 + 64)
+    # z_dim chosen by held-out IWAE among the paper's 2 and 4, scored on the other half of the held-out kernels
+    chosen = p["z_dim_selection"]
+    assert set(chosen["candidates"]) == {"2", "4"} and chosen["paper_z_dim"] == 2
+    assert chosen["chosen"] == prior.config.z_dim and chosen["candidates"][str(prior.config.z_dim)] == max(
+        chosen["candidates"].values())

@@ -5,7 +5,7 @@ Layout under ``--out`` (default ``build/``)::
     <out>/<prior>/                      the prior folder: model.safetensors, config.json, README.md, kernels.safetensors
     <out>/work/data/                    rendered / decoded data sets (safetensors), shared by every prior
     <out>/work/sources/<source>/        net-<seed>.safetensors per source net (+ .partial while training)
-    <out>/work/<prior>/                 kernels.safetensors (full kept set), norm_hist.png, vae.partial.safetensors,
+    <out>/work/<prior>/                 kernels.safetensors (full kept set), norm_hist.png, vae-z<z>.partial.safetensors,
                                         metrics.json, samples.png, source_kernels.png, log.txt
 
 Every stage skips work whose output exists, so a rerun resumes; priors sharing a source recipe
@@ -155,10 +155,44 @@ class Build:
         torch.manual_seed(self.seed)
         prior = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain, z_dim=recipe.z_dim)
         objective = loops.NegativeELBO(prior)
-        spec = loops.LoopSpec(recipe.vae_epochs, recipe.vae_batch_size, recipe.vae_lr, self.seed, f"VAE {recipe.name}")
-        stats = loops.run_training(self.accelerator, objective, (train,), spec, work / "vae.partial.safetensors",
-                                   loops.elbo_loss, self.progress)
+        spec = loops.LoopSpec(recipe.vae_epochs, recipe.vae_batch_size, recipe.vae_lr, self.seed,
+                              f"VAE {recipe.name} z_dim {prior.config.z_dim}")
+        checkpoint = work / f"vae-z{prior.config.z_dim}.partial.safetensors"
+        stats = loops.run_training(self.accelerator, objective, (train,), spec, checkpoint, loops.elbo_loss,
+                                   self.progress)
         return self.accelerator.unwrap_model(objective).prior.cpu().eval(), stats
+
+    def select_prior(self, recipe: PriorRecipe, train: torch.Tensor,
+                     heldout: torch.Tensor) -> tuple[DWPrior, dict[str, Any], torch.Tensor, dict[str, Any]]:
+        """Fit a VAE per latent size of the recipe; keep the best by held-out IWAE on a selection half.
+
+        Returns the chosen prior, its training stats, the held-out kernels left for scoring (the other half,
+        or all of them when there is nothing to choose) and the record of the choice.
+        """
+        paper_z = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain).config.z_dim
+        sizes = [recipe.z_dim] if recipe.z_dim is not None else list(dict.fromkeys([paper_z, *recipe.z_candidates]))
+        if len(sizes) == 1:
+            prior, stats = self.fit_prior(replace(recipe, z_dim=sizes[0]), train)
+            return prior, stats, heldout, {}
+        order = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(self.seed + 4))
+        select, score = heldout[order[: len(order) // 2]], heldout[order[len(order) // 2:]]
+        pick = select[: recipe.iwae_kernels]
+        fits, scores = {}, {}
+        for z in sizes:
+            fits[z] = self.fit_prior(replace(recipe, z_dim=z), train)
+            gen = torch.Generator(device=self.accelerator.device).manual_seed(self.seed + 5)
+            with torch.no_grad():
+                prior = fits[z][0].to(self.accelerator.device)
+                scores[z] = float(prior.log_prob(pick.to(self.accelerator.device), num_samples=recipe.iwae_samples,
+                                                 generator=gen).mean())
+                prior.cpu()
+            self.say(f"{recipe.name}: z_dim {z}: IWAE {scores[z]:.3f} nats/kernel on {len(pick)} selection kernels")
+        best = max(scores, key=scores.get)
+        record = {"z_dim_selection": {
+            "candidates": {str(z): round(v, 4) for z, v in scores.items()}, "chosen": best, "paper_z_dim": paper_z,
+            "rule": f"highest IWAE (K={recipe.iwae_samples}) on a random half of the held-out kernels "
+                    f"({len(pick)} scored); the reported scores use the other half ({len(score)} kernels)"}}
+        return fits[best][0], fits[best][1], score, record
 
     # --- stage 5: evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -216,7 +250,7 @@ class Build:
             g = torch.Generator().manual_seed(self.seed)
             if len(train) > recipe.max_train_kernels:
                 train = train[torch.randperm(len(train), generator=g)[:recipe.max_train_kernels]]
-            prior, stats = self.fit_prior(recipe, train)
+            prior, stats, heldout, selection = self.select_prior(recipe, train, heldout)
             metrics = self.evaluate(recipe, prior, train, heldout)
             metrics.update({"kernels_kept": float(kmeta["kernels_kept"]), "epochs": float(recipe.vae_epochs),
                             "train_seconds": round(stats["seconds"], 1)})
@@ -235,6 +269,7 @@ class Build:
                     self._checkpoint_provenance(recipe, checkpoints, kmeta, len(train), metrics, stats, seconds)
                     if isinstance(recipe.source, CheckpointSources) else
                     self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats, seconds))
+                prior.provenance.update(selection)
                 self._figures(recipe, prior, train)
                 self._write_folder(target, prior, metrics, train, heldout)
                 (work / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -333,6 +368,8 @@ class Build:
             prov["font_families"] = info["num_families"]
             prov["font_files_train"] = info["train_fonts"]
             prov["font_files_test"] = info["test_fonts"]
+        if "photo_list" in info:
+            prov["photos"] = info["photo_list"]  # each photo's package, version, licence and SHA-256
         if "train_images" in info:
             prov["images_train"], prov["images_test"] = info["train_images"], info["test_images"]
         return prov

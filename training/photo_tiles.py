@@ -91,7 +91,9 @@ def build_pretext(pretext: str, root: Path, photos: list[Photo], seed: int) -> t
             "photos_per_source": {s: sum(p.source == s for p in used) for s in sources},
             "licences": sorted({p.licence for p in used}), "train_images": len(out["ytr"]),
             "test_images": len(out["yte"]), "tile": TILE, "short_sides": list(SHORT_SIDES), "seed": seed,
-            "photo_sha256": hashlib.sha256("".join(p.sha256 for p in used).encode()).hexdigest()}
+            "photo_sha256": hashlib.sha256("".join(p.sha256 for p in used).encode()).hexdigest(),
+            "photo_list": [dict(id=p.id, package=p.package, version=p.version, licence=p.licence, sha256=p.sha256,
+                                split=p.split) for p in used]}
     return out, info
 
 
