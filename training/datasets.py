@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from safetensors.numpy import load_file, save_file
 from torch.utils.data import TensorDataset
 
 from . import fonts
+
+if TYPE_CHECKING:
+    from .photos import Photo
 
 # CIFAR's binary archives (https://www.cs.toronto.edu/~kriz/cifar.html), with their published MD5 sums.
 CIFAR_BINARY = {
@@ -319,9 +322,9 @@ def matplotlib_photo_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "sample_data"
 
 
-def tiny_photos() -> list:
-    """One real photograph that ships with matplotlib (Grace Hopper, a U.S. Navy photo in the public domain),
-    catalogued as both a train and a test photo: enough for `--tiny` builds, which test the pipeline only."""
+def tiny_photos() -> list["Photo"]:
+    """One real photograph that ships with matplotlib (its sample_data/grace_hopper.jpg), catalogued as both
+    a train and a test photo: enough for `--tiny` builds, which test the pipeline only."""
     from PIL import Image
 
     from .photos import Photo
@@ -329,12 +332,9 @@ def tiny_photos() -> list:
     path = matplotlib_photo_dir() / "grace_hopper.jpg"
     with Image.open(path) as im:
         w, h = im.size
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return [Photo(f"matplotlib/grace_hopper.jpg#{split}", "matplotlib", "matplotlib", matplotlib_version(), path.name,
-                  "public domain (U.S. Navy photograph)", w, h, digest, split) for split in ("train", "test")]
-
-
-def matplotlib_version() -> str:
     import matplotlib
 
-    return matplotlib.__version__
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    licence = "Matplotlib (PSF-style) (package licence; no notice for the image)"
+    return [Photo(f"matplotlib/grace_hopper.jpg#{split}", "matplotlib", "matplotlib", matplotlib.__version__,
+                  path.name, licence, w, h, digest, split) for split in ("train", "test")]

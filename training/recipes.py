@@ -88,7 +88,7 @@ CIFAR100_NET = SourceRecipe("cifar100-net", "cifar100", "cifar-net", (128, 256, 
 
 # Photographs (training/photos.py, training/photo_tiles.py): source nets learn which training photo a 32×32
 # tile comes from. The paper's CIFAR net gives 7x7 (first layer) and 5x5 kernels, a CIFAR ResNet the 3x3
-# ones. Widths, counts and epochs are what 2 CPU cores train in about an hour (training/results, "Photo priors").
+# ones. Widths, counts and epochs are what 2 CPU cores train in about an hour (training/results/natural).
 PHOTO_PRETEXT = "photo-id"
 PHOTO_CIFARNET = SourceRecipe("photo-cifarnet", PHOTO_PRETEXT, "cifar-net", (128, 64, 64, 128), num_nets=8,
                               heldout_nets=2, epochs=6, l2=1e-4)

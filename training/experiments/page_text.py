@@ -136,6 +136,10 @@ def _seeds_line(settings: dict[str, dict]) -> str:
             "methods differ by about as much as the seeds do, so small differences there are noise.")
 
 
+NATURAL_IMAGES_LINK = ("The photo-domain priors and their Fig. 3 and Fig. 4 on unseen photographs (RGB ResNets) have a "
+                       "page of their own: [natural/README.md](natural/README.md).")
+
+
 def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick: bool, today: str,
          devices: list[str]) -> str:
     """The whole README.md of the results page."""
@@ -147,6 +151,8 @@ def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick
         f"[`data/`](data/) on {today}; runs made on: {', '.join(devices)}. Target data: {target}.",
         "",
         _test_set_text(target),
+        "",
+        NATURAL_IMAGES_LINK,
         "",
         sections.get("discussion", ""),
         "## Reproduce",
