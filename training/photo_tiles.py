@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from .photos import Photo, fetch_photos, load_photo
+
+if TYPE_CHECKING:
+    from .datasets import ImageData
 
 TILE = 32
 SHORT_SIDES = (256, 128)

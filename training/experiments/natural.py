@@ -37,6 +37,8 @@ from torch import nn
 
 from dwp_hub.init import init_from_prior
 
+from .records import append_rows
+
 INITS = ("dwp:photo", "dwp:notmnist", "own", "xavier")
 MODELS = ("resnet-cifar", "resnet18")
 FIG3_COLUMNS = ["model", "init", "seed", "accuracy", "nll", "seconds"]
@@ -167,15 +169,6 @@ def _done(path: Path) -> set[tuple[str, str, str]]:
         return {(r["model"], r["init"], r["seed"]) for r in csv.DictReader(f)}
 
 
-def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, columns)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
-
-
 def run_all(out: Path, s: Settings, data) -> None:
     """Every (model, init, seed) of both figures; rows already in the CSVs are skipped, so reruns resume."""
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +193,7 @@ def run_all(out: Path, s: Settings, data) -> None:
                                 for st, a, n in fig4(model, data, s, seed)]
                     for r in rows:
                         r["seconds"] = round(time.monotonic() - t0, 1)
-                    _append(path, columns, rows)
+                    append_rows(path, columns, rows)
                     print(f"{fig} {name} {init} seed {seed}: accuracy {rows[-1]['accuracy']:.4f} "
                           f"({rows[-1]['seconds']:.0f} s; {summary})", flush=True)
 

@@ -12,7 +12,6 @@ kernels carry more of what photographs share. Results append to ``pretext.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from training.recipes import PHOTO_CIFARNET, PHOTO_RESNET
 from training.source_nets import build_source_net
 
 from .natural import Settings, fig3
+from .records import append_rows
 
 PRETEXT_DATA = ("photo-id", "photo-rotation")
 COLUMNS = ["arch", "pretext", "steps", "seed", "pretext_test_accuracy", "probe_accuracy", "probe_nll", "seconds"]
@@ -61,12 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                 row = dict(arch=recipe.arch, pretext=name, steps=epochs * -(-len(data.train) // recipe.batch_size),
                            seed=seed, pretext_test_accuracy=round(pre, 4), probe_accuracy=round(acc, 4),
                            probe_nll=round(nll, 4), seconds=round(time.monotonic() - t0))
-                new = not path.is_file()
-                with path.open("a", newline="") as f:
-                    w = csv.DictWriter(f, COLUMNS)
-                    if new:
-                        w.writeheader()
-                    w.writerow(row)
+                append_rows(path, COLUMNS, [row])
                 print(row, flush=True)
 
 

@@ -76,3 +76,14 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
+
+
+def append_rows(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
+    """Append `rows` to a plain CSV (header written with the first rows), for the scripts without run ids."""
+    path = Path(path)
+    new = not path.is_file()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)

@@ -24,6 +24,8 @@ from training.loops import classifier_loss
 from training.recipes import NOTMNIST_FCONV
 from training.source_nets import build_source_net
 
+from .records import append_rows
+
 COLUMNS = ["l2", "epoch", "widths", "test_accuracy", "layer", "mean_norm", "q25", "median", "q75", "seconds"]
 
 
@@ -91,12 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                                  median=round(float(q[1]), 4), q75=round(float(q[2]), 4),
                                  seconds=round(time.monotonic() - t0)))
             if (l2, epoch, widths) not in done:
-                new = not path.is_file()
-                with path.open("a", newline="") as f:
-                    w = csv.DictWriter(f, COLUMNS)
-                    if new:
-                        w.writeheader()
-                    w.writerows(rows)
+                append_rows(path, COLUMNS, rows)
             print(f"l2 {l2:g} epoch {epoch}: test accuracy {acc:.4f}; " +
                   "; ".join(f"{r['layer']} mean norm {r['mean_norm']}" for r in rows), flush=True)
 
