@@ -206,3 +206,24 @@ def test_tiny_photo_build_offline_on_a_real_photo(tmp_path):
     assert set(chosen["candidates"]) == {"2", "4"} and chosen["paper_z_dim"] == 2
     assert chosen["chosen"] == prior.config.z_dim and chosen["candidates"][str(prior.config.z_dim)] == max(
         chosen["candidates"].values())
+
+
+def test_source_set_builds_an_ablation_with_its_own_nets(tmp_path):
+    build(tmp_path, "mnist-3x3", extra=("--source-set", "l2=1e-4", "--source-set", "lr=0.002"))
+    p = DWPrior.from_folder(tmp_path / "mnist-3x3").provenance
+    assert "Adam lr 0.002" in p["source_training"] and "L2 0.0001" in p["source_training"]
+    assert [d.name for d in (tmp_path / "work" / "sources").iterdir()] == ["mnist5k-conv3x3-l21e-4-lr0.002-tiny"]
+    for bad, message in ((("--source-set", "depth=3"), "unknown source setting 'depth'"),
+                         (("--source-set", "l2=lots"), "l2='lots': not a valid value"),
+                         (("--source-set", "widths=4,4,8"), "--tiny sets widths itself")):
+        result = CliRunner().invoke(cli, ["build", "mnist-3x3", "--tiny", "--out", str(tmp_path / "x"), *bad])
+        assert result.exit_code == 2 and message in result.output
+
+
+def test_source_settings_parse_every_field_type():
+    from training.recipes import RECIPES, with_source_settings
+
+    recipe = with_source_settings(RECIPES["notmnist-5x5"], {"widths": "256,512", "epochs": "20", "l2": "0"})
+    s = recipe.source
+    assert (s.widths, s.epochs, s.l2, s.name) == ((256, 512), 20, 0.0, "notmnist-fconv-epochs20-l20-widths256x512")
+    assert s.num_nets == RECIPES["notmnist-5x5"].source.num_nets  # the rest is the recipe's

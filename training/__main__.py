@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from .recipes import RECIPES, checkpoint_recipe, source_settings_suffix, with_source_settings
+from .recipes import RECIPES, TINY_SOURCE_FIELDS, checkpoint_recipe, source_settings_suffix, with_source_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,6 +70,10 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
     if settings:
         if checkpoints:
             raise click.BadParameter("--source-set changes source nets trained here, not --checkpoint ones",
+                                     param_hint="--source-set")
+        fixed = sorted(set(settings) & set(TINY_SOURCE_FIELDS)) if tiny else []
+        if fixed:
+            raise click.BadParameter(f"--tiny sets {', '.join(fixed)} itself; only l2 and lr can change with it",
                                      param_hint="--source-set")
         try:
             recipes = {n: with_source_settings(RECIPES[n], settings) for n in names}

@@ -135,6 +135,7 @@ def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int 
 
 
 SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "lr")
+TINY_SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size")  # what SourceRecipe.tiny() sets
 
 
 def with_source_settings(recipe: PriorRecipe, settings: dict[str, str]) -> PriorRecipe:
