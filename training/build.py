@@ -33,6 +33,7 @@ from accelerate import Accelerator
 
 import dwp_hub
 from dwp_hub import DWPrior
+from dwp_hub.architectures import architecture_for
 from dwp_hub.atomic import staged_folder
 from dwp_hub.hub import BUNDLED_DIR, DEFAULT_ORG, MANIFEST_NAME
 from dwp_hub.images import kernel_grid, save_png
@@ -169,7 +170,7 @@ class Build:
         Returns the chosen prior, its training stats, the held-out kernels left for scoring (the other half,
         or all of them when there is nothing to choose) and the record of the choice.
         """
-        paper_z = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain).config.z_dim
+        paper_z = architecture_for(recipe.kernel_size).default_z_dim
         sizes = [recipe.z_dim] if recipe.z_dim is not None else list(dict.fromkeys([paper_z, *recipe.z_candidates]))
         if len(sizes) == 1:
             prior, stats = self.fit_prior(replace(recipe, z_dim=sizes[0]), train)

@@ -217,7 +217,7 @@ def image_folder(root: str | Path, grayscale: bool = False, size: int | None = N
     if grayscale:
         tr, te = _gray(xtr, ytr), _gray(xte, yte)
     else:
-        tr, te = _standardise(xtr.transpose(0, 3, 1, 2), ytr, xte.transpose(0, 3, 1, 2), yte)
+        tr, te, _ = standardise(xtr.transpose(0, 3, 1, 2), ytr, xte.transpose(0, 3, 1, 2), yte)
     return ImageData(tr, te, len(classes), f"image folders under {root} ({len(classes)} classes)",
                      {"train_images": len(ytr), "test_images": len(yte)})
 
@@ -238,12 +238,15 @@ def read_cifar_binary(path: str | Path, label_bytes: int, label_index: int) -> t
     return raw[:, label_bytes:].reshape(-1, 3, 32, 32), raw[:, label_index].astype(np.int64)
 
 
-def _standardise(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> tuple[TensorDataset, TensorDataset]:
+def standardise(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray,
+                yte: np.ndarray) -> tuple[TensorDataset, TensorDataset, dict[str, list[float]]]:
+    """uint8 (n, C, H, W) images standardised per channel with the train split's statistics, and those statistics."""
     tr = torch.from_numpy(np.ascontiguousarray(xtr)).float().div_(255.0)
     te = torch.from_numpy(np.ascontiguousarray(xte)).float().div_(255.0)
     mean, std = tr.mean((0, 2, 3), keepdim=True), tr.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
-    return (TensorDataset((tr - mean) / std, torch.from_numpy(ytr)),
-            TensorDataset((te - mean) / std, torch.from_numpy(yte)))
+    return (TensorDataset(tr.sub_(mean).div_(std), torch.from_numpy(ytr)),
+            TensorDataset(te.sub_(mean).div_(std), torch.from_numpy(yte)),
+            {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()})
 
 
 def cifar_binary(name: str, root: str | Path, download: bool = True) -> ImageData:
@@ -266,7 +269,7 @@ def cifar_binary(name: str, root: str | Path, download: bool = True) -> ImageDat
              for side in ("train", "test")}
     xtr, ytr = (np.concatenate(a) for a in zip(*parts["train"]))
     xte, yte = (np.concatenate(a) for a in zip(*parts["test"]))
-    tr, te = _standardise(xtr, ytr, xte, yte)
+    tr, te, _ = standardise(xtr, ytr, xte, yte)
     label = "CIFAR-10" if name == "cifar10" else "CIFAR-100 (fine labels)"
     prov = (f"{label} (Krizhevsky, 2009), binary version read from {folder}: {len(ytr)} train / {len(yte)} test, "
             "standardised per channel with train statistics")

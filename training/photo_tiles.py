@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import TensorDataset
 
 from .photos import Photo, fetch_photos, load_photo
 
@@ -56,13 +54,6 @@ def photo_tiles(image: Image.Image, short_sides: tuple[int, ...] = SHORT_SIDES, 
 
 def _tiles_by_photo(root: Path, photos: list[Photo]) -> list[np.ndarray]:
     return [photo_tiles(load_photo(root, p)) for p in photos]
-
-
-def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[float]]]:
-    x = torch.from_numpy(train).float().div_(255)
-    mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
-    norm = lambda a: (torch.from_numpy(a).float().div_(255) - mean[:, None, None]) / std[:, None, None]  # noqa: E731
-    return norm(train), norm(test), {"mean": mean.tolist(), "std": std.tolist()}
 
 
 def build_pretext(pretext: str, root: Path, photos: list[Photo], seed: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -119,7 +110,7 @@ def photo_data(pretext: str, photo_root: str | Path, cache_dir: str | Path, seed
 
     `photos` overrides the catalog (the tiny test builds pass one photo shipped with matplotlib).
     """
-    from .datasets import ImageData, _load_cache, _save_cache
+    from .datasets import ImageData, _load_cache, _save_cache, standardise
 
     root = Path(photo_root)
     photos = photos if photos is not None else fetch_photos(root, progress=progress)
@@ -131,7 +122,6 @@ def photo_data(pretext: str, photo_root: str | Path, cache_dir: str | Path, seed
     else:
         arrays, info = build_pretext(pretext, root, photos, seed)
         _save_cache(cache, arrays, info)
-    xtr, xte, stats = _standardise(arrays["xtr"], arrays["xte"])
+    train, test, stats = standardise(arrays["xtr"], arrays["ytr"], arrays["xte"], arrays["yte"])
     info = {**info, "standardise": stats}
-    return ImageData(TensorDataset(xtr, torch.from_numpy(arrays["ytr"])), TensorDataset(xte, torch.from_numpy(arrays["yte"])),
-                     info["classes"], describe(info), info)
+    return ImageData(train, test, info["classes"], describe(info), info)
