@@ -227,3 +227,29 @@ def test_source_settings_parse_every_field_type():
     s = recipe.source
     assert (s.widths, s.epochs, s.l2, s.name) == ((256, 512), 20, 0.0, "notmnist-fconv-epochs20-l20-widths256x512")
     assert s.num_nets == RECIPES["notmnist-5x5"].source.num_nets  # the rest is the recipe's
+
+
+def test_sources_only_trains_nets_and_skips_a_net_another_process_holds(tmp_path):
+    """`--sources-only` stops after the source nets; a net whose lock another build holds is left to that build."""
+    import fcntl
+
+    from training.build import Build
+    from training.recipes import get_recipe
+
+    result = build(tmp_path / "a", "mnist-3x3", extra=("--sources-only",))
+    nets = sorted((tmp_path / "a" / "work" / "sources" / "mnist5k-conv3x3-tiny").glob("net-*.safetensors"))
+    assert len(nets) == 2 and "2 source nets" in result.output
+    assert not (tmp_path / "a" / "mnist-3x3").exists()  # no prior folder
+
+    b = Build(tmp_path / "b", tiny=True, progress=False)
+    src = get_recipe("mnist-3x3", tiny=True).source
+    net = tmp_path / "b" / "work" / "sources" / src.name / "net-0000.safetensors"
+    net.parent.mkdir(parents=True)
+    with open(net.with_name("net-0000.lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert b._claim_and_train(src, 0, net, wait=False) is False and not net.exists()
+    assert b._claim_and_train(src, 0, net, wait=False) is True and net.is_file()
+
+    refused = CliRunner().invoke(cli, ["build", "x-3x3", "--tiny", "--sources-only", "--out", str(tmp_path / "c"),
+                                       "--checkpoint", str(nets[0])])
+    assert refused.exit_code == 2 and "--sources-only trains source nets" in refused.output

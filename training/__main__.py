@@ -4,6 +4,8 @@
     python -m training build notmnist-7x7 notmnist-5x5 --tiny   # seconds on a CPU, for tests
     python -m training build imagenet-3x3 --checkpoint timm/resnet18.a1_in1k --checkpoint timm/resnet34.a1_in1k
                                                                 # from trained checkpoints (safetensors)
+    python -m training build photo-7x7 --sources-only &         # run it N times at once to train N source nets
+    python -m training build photo-7x7 --sources-only &         # in parallel; then build without the flag
     python -m training bundle build/notmnist-7x7                # copy into dwp_hub/bundled/dwp--notmnist-7x7
     python -m training build notmnist-5x5 --source-set l2=1e-4 --source-set epochs=20
                                                                 # an ablation of the source nets (own build folder)
@@ -45,11 +47,13 @@ def cli() -> None:
 @click.option("--source-set", "source_set", multiple=True, metavar="FIELD=VALUE",
               help="Change a field of the recipe's source nets (widths, num_nets, heldout_nets, epochs, batch_size, l2, "
                    "lr), e.g. l2=1e-4 or widths=256,512; repeatable. For ablations: the nets get their own name.")
+@click.option("--sources-only", is_flag=True,
+              help="Only train the source nets (and stop). Several such processes on one --out share the work.")
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
           z_dim: int | None, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None,
-          source_set: tuple[str, ...], install: bool, no_progress: bool) -> None:
+          source_set: tuple[str, ...], sources_only: bool, install: bool, no_progress: bool) -> None:
     """Build the priors NAMES (see `python -m training list`), or one prior NAME from --checkpoint networks."""
     from .build import Build, install_bundled
 
@@ -67,6 +71,9 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
         if unknown:
             raise click.BadParameter(f"unknown prior(s) {unknown}; known: {', '.join(RECIPES)}", param_hint="NAMES")
     settings = dict(item.partition("=")[::2] for item in source_set)
+    if sources_only and (checkpoints or install):
+        raise click.BadParameter("--sources-only trains source nets: not with --checkpoint or --install",
+                                 param_hint="--sources-only")
     if settings:
         if checkpoints:
             raise click.BadParameter("--source-set changes source nets trained here, not --checkpoint ones",
@@ -83,6 +90,10 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
     b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
               progress=not no_progress, z_dim=z_dim)
     for name in names:
+        if sources_only:
+            nets = b.sources(name, recipes.get(name))
+            click.echo(f"{name}: {len(nets)} source nets in {nets[0].parent}")
+            continue
         folder = b.prior(name, recipes.get(name))
         if install and b.accelerator.is_main_process:
             click.echo(f"bundled {name} → {install_bundled(folder)}")

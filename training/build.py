@@ -9,13 +9,16 @@ Layout under ``--out`` (default ``build/``)::
                                         metrics.json, samples.png, source_kernels.png, log.txt
 
 Every stage skips work whose output exists, so a rerun resumes; priors sharing a source recipe
-(notmnist-7x7 and notmnist-5x5) share its nets. The prior folder is assembled in a staging folder and
+(notmnist-7x7 and notmnist-5x5) share its nets. Several single-process builds of one out folder share the
+source-net training: each net is claimed with a lock file (``net-<seed>.lock``), so ``build --sources-only``
+started twice trains two nets at a time. The prior folder is assembled in a staging folder and
 renamed into place, so it is either complete or absent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
 import math
@@ -23,9 +26,10 @@ import platform
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -94,14 +98,29 @@ class Build:
         return [self.seed * 1000 + i for i in range(src.num_nets)]
 
     def source_nets(self, src: SourceRecipe) -> list[Path]:
+        """Train the missing source nets of `src` and return every net's path.
+
+        A net another build process is training (its lock is held) is skipped on the first pass and waited
+        for on the second; if that process died without finishing it, this one trains it.
+        """
         folder = self.work / "sources" / src.name
-        paths = []
-        for seed in self.source_seeds(src):
-            path = folder / f"net-{seed:04d}.safetensors"
-            if not path.is_file():
+        paths = {seed: folder / f"net-{seed:04d}.safetensors" for seed in self.source_seeds(src)}
+        busy = [seed for seed, path in paths.items() if not self._claim_and_train(src, seed, path, wait=False)]
+        for seed in busy:
+            self._claim_and_train(src, seed, paths[seed], wait=True)
+        return list(paths.values())
+
+    def _claim_and_train(self, src: SourceRecipe, seed: int, path: Path, wait: bool) -> bool:
+        """Train net `seed` unless it exists; False if another process holds it and `wait` is off."""
+        if path.is_file():
+            return True
+        if self.accelerator.num_processes > 1:  # the processes train each net together; no claims
+            self._train_source_net(src, seed, path)
+            return True
+        with _lock(path.with_name(path.name.replace(".safetensors", ".lock")), wait) as claimed:
+            if claimed and not path.is_file():
                 self._train_source_net(src, seed, path)
-            paths.append(path)
-        return paths
+            return claimed
 
     def data_record(self, src: SourceRecipe) -> dict[str, Any]:
         """What the source nets of `src` were trained on, saved beside them so later runs can cite it."""
@@ -118,6 +137,7 @@ class Build:
         data = self.data(src.dataset)
         torch.manual_seed(seed)
         model = build_source_net(src.arch, src.widths, data.num_classes, data.image_shape)
+        model = model.to(memory_format=torch.channels_last)  # same math; ~1.3-1.4x faster convs and pooling on CPU
         spec = loops.LoopSpec(src.epochs, src.batch_size, src.lr, seed, f"source {src.name} seed {seed}")
         partial = path.with_name(path.name.replace(".safetensors", ".partial.safetensors"))
         stats = loops.run_training(self.accelerator, model, data.train.tensors, spec, partial,
@@ -221,15 +241,26 @@ class Build:
         }
 
     # --- the whole prior -------------------------------------------------------------------------------
+    def _recipe(self, name: str, recipe: PriorRecipe | None) -> PriorRecipe:
+        recipe = get_recipe(name, self.tiny) if recipe is None else (recipe.tiny() if self.tiny else recipe)
+        return recipe if self.z_dim is None else replace(recipe, z_dim=self.z_dim)
+
+    def sources(self, name: str, recipe: PriorRecipe | None = None) -> list[Path]:
+        """Only the source-net stage of prior `name`: train its missing nets and return all their paths."""
+        recipe = self._recipe(name, recipe)
+        if isinstance(recipe.source, CheckpointSources):
+            raise ValueError(f"{name} is built from given checkpoints; it has no source nets to train")
+        nets = self.source_nets(recipe.source)
+        self.data_record(recipe.source)
+        return nets
+
     def prior(self, name: str, recipe: PriorRecipe | None = None) -> Path:
         """Build prior `name` (every stage that has not run yet) and return its folder.
 
         `recipe` defaults to the named one of training/recipes.py; pass ``checkpoint_recipe(...)`` to build
         from trained checkpoints instead of source nets trained here.
         """
-        recipe = get_recipe(name, self.tiny) if recipe is None else (recipe.tiny() if self.tiny else recipe)
-        if self.z_dim is not None:
-            recipe = replace(recipe, z_dim=self.z_dim)
+        recipe = self._recipe(name, recipe)
         target = self.out / name
         work = self.work / name
         if (target / CONFIG_NAME).is_file() and (work / "metrics.json").is_file():
@@ -418,6 +449,22 @@ class Build:
             sample, note=f"random subsets (at most {MAX_KERNEL_SAMPLES}) of the train / held-out source kernels "
                          "this prior was fitted to / scored on")
         prior.save_pretrained(target)
+
+
+@contextmanager
+def _lock(path: Path, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive lock on `path` (created if missing) for the block; yields False if busy and not `wait`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _subset(data: torch.utils.data.TensorDataset, n: int) -> torch.utils.data.TensorDataset:
