@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .elu import ELU
+
 
 class GaussianHeads(nn.Module):
     """Two 1x1 convolutions giving the mean and the raw (pre-softplus) variance."""
@@ -54,55 +56,55 @@ class KernelDecoder(nn.Module):
 
 def _encoder_7x7(z_dim: int) -> KernelEncoder:
     features = nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ELU(),  # 7 -> 5
-        nn.Conv2d(32, 64, 3), nn.ELU(),  # 5 -> 3
-        nn.Conv2d(64, 64, 3), nn.ELU(),  # 3 -> 1
+        nn.Conv2d(1, 32, 3), ELU(),  # 7 -> 5
+        nn.Conv2d(32, 64, 3), ELU(),  # 5 -> 3
+        nn.Conv2d(64, 64, 3), ELU(),  # 3 -> 1
     )
     return KernelEncoder(features, 64, z_dim)
 
 
 def _decoder_7x7(z_dim: int) -> KernelDecoder:
     features = nn.Sequential(
-        nn.ConvTranspose2d(z_dim, 64, 3), nn.ELU(),  # 1 -> 3
-        nn.ConvTranspose2d(64, 64, 3), nn.ELU(),  # 3 -> 5
-        nn.ConvTranspose2d(64, 32, 3), nn.ELU(),  # 5 -> 7
+        nn.ConvTranspose2d(z_dim, 64, 3), ELU(),  # 1 -> 3
+        nn.ConvTranspose2d(64, 64, 3), ELU(),  # 3 -> 5
+        nn.ConvTranspose2d(64, 32, 3), ELU(),  # 5 -> 7
     )
     return KernelDecoder(features, 32)
 
 
 def _encoder_5x5(z_dim: int) -> KernelEncoder:
     features = nn.Sequential(
-        nn.Conv2d(1, 64, 3, padding=1), nn.ELU(),  # 5 -> 5
-        nn.Conv2d(64, 64, 3, padding=1), nn.ELU(),  # 5 -> 5
-        nn.Conv2d(64, 128, 3), nn.ELU(),  # 5 -> 3
-        nn.Conv2d(128, 128, 3), nn.ELU(),  # 3 -> 1
+        nn.Conv2d(1, 64, 3, padding=1), ELU(),  # 5 -> 5
+        nn.Conv2d(64, 64, 3, padding=1), ELU(),  # 5 -> 5
+        nn.Conv2d(64, 128, 3), ELU(),  # 5 -> 3
+        nn.Conv2d(128, 128, 3), ELU(),  # 3 -> 1
     )
     return KernelEncoder(features, 128, z_dim)
 
 
 def _decoder_5x5(z_dim: int) -> KernelDecoder:
     features = nn.Sequential(
-        nn.Conv2d(z_dim, 128, 1), nn.ELU(),  # 1 -> 1
-        nn.ConvTranspose2d(128, 128, 3), nn.ELU(),  # 1 -> 3
-        nn.ConvTranspose2d(128, 128, 3), nn.ELU(),  # 3 -> 5
-        nn.Conv2d(128, 64, 1), nn.ELU(),  # 5 -> 5
+        nn.Conv2d(z_dim, 128, 1), ELU(),  # 1 -> 1
+        nn.ConvTranspose2d(128, 128, 3), ELU(),  # 1 -> 3
+        nn.ConvTranspose2d(128, 128, 3), ELU(),  # 3 -> 5
+        nn.Conv2d(128, 64, 1), ELU(),  # 5 -> 5
     )
     return KernelDecoder(features, 64)
 
 
 def _encoder_3x3(z_dim: int) -> KernelEncoder:
     features = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ELU(),  # 3 -> 3
-        nn.Conv2d(32, 64, 3, padding=1), nn.ELU(),  # 3 -> 3
-        nn.Conv2d(64, 64, 3), nn.ELU(),  # 3 -> 1
+        nn.Conv2d(1, 32, 3, padding=1), ELU(),  # 3 -> 3
+        nn.Conv2d(32, 64, 3, padding=1), ELU(),  # 3 -> 3
+        nn.Conv2d(64, 64, 3), ELU(),  # 3 -> 1
     )
     return KernelEncoder(features, 64, z_dim)
 
 
 def _decoder_3x3(z_dim: int) -> KernelDecoder:
     features = nn.Sequential(
-        nn.Conv2d(z_dim, 32, 1), nn.ELU(),  # 1 -> 1
-        nn.ConvTranspose2d(32, 16, 3), nn.ELU(),  # 1 -> 3
+        nn.Conv2d(z_dim, 32, 1), ELU(),  # 1 -> 1
+        nn.ConvTranspose2d(32, 16, 3), ELU(),  # 1 -> 3
     )
     return KernelDecoder(features, 16)
 

@@ -115,3 +115,20 @@ def test_log_prob_handles_ten_thousand_samples_in_chunks():
     large = prior.log_prob(w, num_samples=10_000, max_batch=65536, generator=torch.Generator().manual_seed(1))
     assert torch.isfinite(small).all()
     assert torch.allclose(small, large, atol=0.05)
+
+
+def test_the_vaes_elu_is_pytorchs_elu_in_value_and_gradient():
+    """dwp_hub.elu computes ELU from exp on CPU (PyTorch's goes through slow expm1): same function, same gradient."""
+    from dwp_hub.elu import ELU
+
+    x = torch.cat([torch.linspace(-30, 5, 1001), torch.randn(1000) * 1e-4, torch.zeros(3)]).requires_grad_(True)
+    y = torch.cat([x.detach().clone()]).requires_grad_(True)
+    ours, ref = ELU(alpha=0.7)(x), torch.nn.functional.elu(y, alpha=0.7)
+    assert torch.allclose(ours, ref, atol=1e-7, rtol=0)
+    g = torch.randn_like(ours)
+    ours.backward(g)
+    ref.backward(g)
+    assert torch.allclose(x.grad, y.grad, atol=1e-6, rtol=1e-6)
+    prior = DWPrior.for_kernel_size(5, "test")
+    assert all(type(m) is not torch.nn.ELU for m in prior.modules())  # every VAE uses it
+    assert prior.encoder.features[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -3,6 +3,7 @@
     python training/benchmarks/bench_kl.py                       # step-time ratios (about a minute)
     python training/benchmarks/bench_kl.py --accuracy-steps 300  # + short MNIST-5k runs: full vs subsampled KL
     python training/benchmarks/bench_kl.py --saga 1 --sag 1 0.25 # + the stored-gradient estimators
+    python training/benchmarks/bench_kl.py --original            # + the original implementation's DWP step
 
 The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
 128. One step is forward, negative ELBO (``elbo_loss`` with ``kl(model)``), backward and an Adam update.
@@ -26,6 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `training`
 
 from dwp_hub import DWPrior, bayesianize, elbo_loss, evaluate, kl  # noqa: E402
+from dwp_hub.bayes_conv import bayes_layers  # noqa: E402
+from dwp_hub.elu import ELU  # noqa: E402
 from training.datasets import mnist_5k  # noqa: E402
 from training.source_nets import FConvMNIST  # noqa: E402
 
@@ -35,10 +38,15 @@ def build(variant: str, priors: dict[int, DWPrior]) -> torch.nn.Module:
 
     Variants: "deterministic", "normal", "log-uniform", "dwp-full", "dwp-sub<m>" (m kernels per layer),
     "dwp-saga-p<p>" and "dwp-sag-p<p>" (stored gradients, ⌈√n⌉ kernels per layer refreshed with probability p
-    per step; dwp_hub/stored_gradients.py).
+    per step; dwp_hub/stored_gradients.py), "dwp-original" (``as_original``).
     """
     model = FConvMNIST(widths=(32, 128))
     if variant == "deterministic":
+        return model
+    if variant == "dwp-original":
+        bayesianize(model, priors, train_reverse=False)
+        for _, layer in bayes_layers(model):
+            as_original(layer.prior.aux)
         return model
     spec = {"normal": "normal", "log-uniform": "log-uniform"}.get(variant, priors)
     subsample = int(variant.removeprefix("dwp-sub")) if variant.startswith("dwp-sub") else None
@@ -46,6 +54,17 @@ def build(variant: str, priors: dict[int, DWPrior]) -> torch.nn.Module:
     bayesianize(model, spec, subsample=subsample, stored_gradients=stored,
                 refresh_prob=float(variant.removeprefix(f"dwp-{stored}-p")) if stored else 1.0)
     return model
+
+
+def as_original(prior: DWPrior) -> None:
+    """Make `prior` compute the DWP bound as the original implementation (github.com/bayesgroup/deep-weight-prior,
+    utils.kl_dwp) did: its VAE frozen whole (no trained reverse model), every kernel each step, PyTorch's own
+    ELU (expm1) and weights in the default contiguous layout. Used with ``train_reverse=False``."""
+    for features in (prior.encoder.features, prior.decoder.features):
+        for i, module in enumerate(features):
+            if isinstance(module, ELU):
+                features[i] = torch.nn.ELU(module.alpha)
+    prior.to(memory_format=torch.contiguous_format)
 
 
 def step_fn(model: torch.nn.Module, dataset_size: int):
@@ -199,6 +218,8 @@ def main() -> None:
                     help="refresh probabilities of stored-gradient variants dwp-saga-p<p> (none by default)")
     ap.add_argument("--sag", type=float, nargs="*", default=[],
                     help="refresh probabilities of stored-gradient variants dwp-sag-p<p> (none by default)")
+    ap.add_argument("--original", action="store_true",
+                    help="also time the original implementation's DWP step (dwp-original; about as slow as dwp-full)")
     ap.add_argument("--resnet-steps", type=int, default=0,
                     help="if > 0: also time a bayesianized timm resnet18 (N(0,1), dwp-sub256 and the stored variants)")
     ap.add_argument("--noise-train-steps", type=int, default=100,
@@ -221,7 +242,7 @@ def main() -> None:
 
     sub = ([f"dwp-sub{m}" for m in args.subsample] + [f"dwp-saga-p{p:g}" for p in args.saga]
            + [f"dwp-sag-p{p:g}" for p in args.sag])
-    variants = ["deterministic", "normal", "log-uniform", "dwp-full", *sub]
+    variants = ["deterministic", "normal", "log-uniform", "dwp-full", *(["dwp-original"] if args.original else []), *sub]
     times = time_steps(variants, priors, args, x_all, y_all)
     base = statistics.median(times["normal"])
     mean_base = statistics.mean(times["normal"])
