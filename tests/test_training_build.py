@@ -253,3 +253,21 @@ def test_sources_only_trains_nets_and_skips_a_net_another_process_holds(tmp_path
     refused = CliRunner().invoke(cli, ["build", "x-3x3", "--tiny", "--sources-only", "--out", str(tmp_path / "c"),
                                        "--checkpoint", str(nets[0])])
     assert refused.exit_code == 2 and "--sources-only trains source nets" in refused.output
+
+
+def test_kernel_drift_rebuilds_each_nets_init(tmp_path):
+    """kernel_drift compares trained kernels with the net's own init (same seed): close after one tiny epoch,
+    unrelated (cosine ~0) to another seed's init."""
+    from training.checkpoint import load_tensors, save_tensors
+    from training.experiments.kernel_drift import drift_rows
+
+    build(tmp_path, "photo-3x3", extra=("--sources-only",))
+    folder = tmp_path / "work" / "sources" / "photo-resnet-tiny"
+    rows = drift_rows(folder)
+    assert {r["net"] for r in rows} == {"net-0000.safetensors", "net-0001.safetensors"}
+    assert {r["layer"] for r in rows} >= {"stem.0", "blocks.0.conv1"} and all(r["kernel_size"] == 3 for r in rows)
+    assert all(0.5 < r["cosine_median"] < 1.0 for r in rows), rows
+    tensors, meta = load_tensors(folder / "net-0000.safetensors")  # the same net, recorded with another seed
+    save_tensors(folder / "net-0000.safetensors", tensors, {**meta, "seed": 7})
+    wrong = [r for r in drift_rows(folder) if r["net"] == "net-0000.safetensors"]
+    assert all(abs(r["cosine_median"]) < 0.3 for r in wrong), wrong
