@@ -75,7 +75,7 @@ def run_training(accelerator: Accelerator, objective: nn.Module, tensors: tuple[
             optimizer.step()
             running, count, step = running + loss.detach(), count + 1, step + 1  # no per-step GPU sync
         # Accelerate keeps every loader it prepared, and with it that epoch's shuffled copy of the data (256 MB
-        # a photo-id epoch): over 7 source nets of 6 epochs one build process grew to 12 GB and was killed.
+        # a photo-id epoch): after 5 source nets of 6 epochs one build process held 12 GB and was OOM-killed.
         accelerator.free_memory()
         last_loss = running.item() / max(1, count)
         bar.set_postfix(loss=f"{last_loss:.4g}")
