@@ -296,3 +296,33 @@ def test_natural_image_figures_quick_resume_and_bn_recalibration(tmp_path):
     natural.recalibrate_batch_norm(model, x)
     bn = model.stem[1]
     assert torch.allclose(bn.running_mean, model.stem[0](x).mean((0, 2, 3)), atol=1e-4)
+
+
+def test_estimator_drift_tangent_model_is_first_order_exact():
+    """The drift script's first-order model matches the VAE at its expansion point and to O(δ²) around it."""
+    from dwp_hub import DWPrior, bayesianize
+    from dwp_hub.bayes_conv import bayes_layers
+    from dwp_hub.gaussian import bounded_variance
+    from training.experiments.estimator_drift import Snapshot, Tangent
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 5))
+    bayesianize(net, {5: DWPrior.for_kernel_size(5, "test")})
+    s = Snapshot(next(layer for _, layer in bayes_layers(net)), kernels=4)
+    model = Tangent(s)
+
+    def exact(w):
+        z_mu, raw = s.encoder(w[:, None])
+        z_var = bounded_variance(raw, s.floor)
+        w_mu, w_raw = s.decoder(z_mu + z_var.sqrt() * model.eps0)
+        return z_mu, z_var, w_mu, bounded_variance(w_raw, s.floor)
+
+    with torch.no_grad():
+        for a, b in zip(model.at(s.mu), exact(s.mu)):
+            assert torch.allclose(a, b, atol=1e-6)
+        direction = torch.randn_like(s.mu)
+        errs = []
+        for step in (0.1, 0.05):
+            w = s.mu + step * direction
+            errs.append(max((a - b).abs().max().item() for a, b in zip(model.at(w), exact(w))))
+        assert errs[1] < 0.4 * errs[0]  # halving the step at least halves the error: first order is right

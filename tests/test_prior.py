@@ -129,6 +129,12 @@ def test_the_vaes_elu_is_pytorchs_elu_in_value_and_gradient():
     ours.backward(g)
     ref.backward(g)
     assert torch.allclose(x.grad, y.grad, atol=1e-6, rtol=1e-6)
+    tangent = torch.randn_like(x)  # forward mode (torch.func.jvp) and vmap work through it too
+    _, jvp_ours = torch.func.jvp(ELU(alpha=0.7), (x.detach(),), (tangent,))
+    _, jvp_ref = torch.func.jvp(lambda t: torch.nn.functional.elu(t, alpha=0.7), (x.detach(),), (tangent,))
+    assert torch.allclose(jvp_ours, jvp_ref, atol=1e-6, rtol=1e-6)
+    rows = torch.randn(4, 6)
+    assert torch.equal(torch.func.vmap(ELU())(rows), ELU()(rows))
     prior = DWPrior.for_kernel_size(5, "test")
     assert all(type(m) is not torch.nn.ELU for m in prior.modules())  # every VAE uses it
     assert prior.encoder.features[0].weight.is_contiguous(memory_format=torch.channels_last)
