@@ -14,7 +14,8 @@ rounding, < 1e-6) with changes of evaluation order, none of the model:
   activations for every chunk can cost as much as the arithmetic (fresh pages fault in whenever the
   allocator has handed memory back; decoding the same 1.26M kernels took 1.1-3x longer that way).
 
-Layers it has no faster form for (a transposed convolution on a 3x3 input, say) run as the module itself.
+Layers it has no faster form for (a transposed convolution on a 3x3 input, say) run as the module itself,
+and so does a whole DenseDecoder (its layers are matrix products already).
 The variance head is never evaluated.
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .architectures import KernelDecoder
+from .architectures import DenseDecoder, KernelDecoder
 
 
 def _pointwise(conv: nn.Conv2d) -> bool:
@@ -124,13 +125,17 @@ def _plan_step(module: nn.Module, hw: tuple[int, int], channels: int) -> tuple[S
 
 
 class DecoderMean:
-    """μ_φ(z) of one KernelDecoder as a plan of steps; build once per sampling run, then call per chunk.
+    """μ_φ(z) of one KernelDecoder as a plan of steps (a DenseDecoder runs as itself); build once per sampling
+    run, then call per chunk.
 
     The plan holds copies of the decoder's weights at construction time (build a new one after the decoder
     changes) and buffers reused from call to call (one DecoderMean per thread).
     """
 
-    def __init__(self, decoder: KernelDecoder) -> None:
+    def __init__(self, decoder: KernelDecoder | DenseDecoder) -> None:
+        self.dense = decoder if isinstance(decoder, DenseDecoder) else None
+        if self.dense is not None:  # a few matrix products already: run the module itself
+            return
         with torch.no_grad():
             modules = [*decoder.features, decoder.heads.fc_mu]
             first = modules[0]
@@ -152,6 +157,9 @@ class DecoderMean:
     @torch.no_grad()
     def __call__(self, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """(n, z_dim) latents -> (n, k, k) decoder means, written into `out` if given ((n, k, k), any dtype/device)."""
+        if self.dense is not None:
+            mu = self.dense(z)[0]
+            return mu if out is None else out.copy_(mu)
         if out is not None and (out.dtype != z.dtype or out.device != z.device or not out.is_contiguous()):
             return out.copy_(self(z))
         if out is None:

@@ -2,8 +2,10 @@
 
 PyTorch's CPU ELU evaluates expm1 element by element, unvectorised: measured 79 ms for 6.5M floats on one
 thread against 4 ms for exp, which made ELU ~38% of the exact DWP bound's time (forward and backward of
-the 5x5 VAE on 4,096 kernels). Here ELU(x) = x for x > 0 and α(exp(min(x, 0)) − 1) otherwise; exp − 1
-differs from expm1 by at most one float32 rounding (≤ 6e-8 absolute), far below the VAEs' noise.
+the 5x5 VAE on 4,096 kernels). Here ELU(x) = max(x, 0) + α(exp(min(x, 0)) − 1); exp − 1 differs from expm1
+by at most one float32 rounding (≤ 6e-8 absolute), far below the VAEs' noise. It is written as arithmetic,
+not torch.where: on a sign pattern as random as activations are, where's CPU kernel took 1.6 ms for 262k
+floats against 0.04–0.3 ms for clamp, exp or mul (this build, one thread).
 It supports forward mode and torch.func (jvp, vmap), so Jacobians of the VAEs can be taken through it.
 """
 
@@ -13,12 +15,20 @@ import torch
 from torch import nn
 
 
+def _slope(y: torch.Tensor, alpha: float) -> torch.Tensor:
+    """dELU/dx from the output y: 1 where y > 0, αeˣ = y + α elsewhere; min(y, 0) + α (+ (1 − α) where y > 0)."""
+    d = y.clamp(max=0).add_(alpha)
+    if alpha != 1.0:
+        d.add_((y > 0).to(y.dtype).mul_(1.0 - alpha))
+    return d
+
+
 class _ELUFromExp(torch.autograd.Function):
     generate_vmap_rule = True  # elementwise: torch.func transforms (vmap, jacrev, jvp) work through it
 
     @staticmethod
     def forward(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return torch.where(x > 0, x, x.clamp(max=0).exp_().sub_(1).mul_(alpha))
+        return x.clamp(min=0).add_(x.clamp(max=0).exp_().sub_(1).mul_(alpha))  # max(x, 0) + α(e^min(x, 0) − 1)
 
     @staticmethod
     def setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
@@ -29,12 +39,11 @@ class _ELUFromExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (y,) = ctx.saved_tensors
-        return torch.where(y > 0, grad, grad * (y + ctx.alpha)), None  # d/dx α(eˣ − 1) = αeˣ = y + α
+        return _slope(y, ctx.alpha).mul_(grad), None
 
     @staticmethod
     def jvp(ctx, tangent: torch.Tensor, _alpha_tangent: None) -> torch.Tensor:
-        y = ctx.saved_tensors[0]
-        return torch.where(y > 0, tangent, tangent * (y + ctx.alpha))
+        return _slope(ctx.saved_tensors[0], ctx.alpha).mul_(tangent)
 
 
 class ELU(nn.ELU):

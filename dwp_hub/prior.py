@@ -61,9 +61,12 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
 
     @classmethod
     def for_kernel_size(cls, kernel_size: int, domain: str, z_dim: int | None = None,
-                        provenance: dict[str, Any] | None = None, **config_fields) -> "DWPrior":
-        """A freshly initialised prior with the default architecture for `kernel_size`."""
-        arch = architecture_for(kernel_size)
+                        provenance: dict[str, Any] | None = None, architecture: str | None = None,
+                        **config_fields) -> "DWPrior":
+        """A freshly initialised prior for `kernel_size`: the named `architecture` or the size's default."""
+        if architecture is not None and architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+        arch = architecture_for(kernel_size) if architecture is None else ARCHITECTURES[architecture]
         cfg = PriorConfig(kernel_size=kernel_size, z_dim=z_dim or arch.default_z_dim,
                           architecture=arch.name, domain=domain, **config_fields)
         prior = cls(cfg)

@@ -19,9 +19,9 @@ def _perturbed(decoder: nn.Module, seed: int) -> nn.Module:
     return decoder
 
 
-@pytest.mark.parametrize("kernel_size", [7, 5, 3])
-def test_matches_the_decoder_forward_across_chunk_sizes(kernel_size):
-    prior = DWPrior.for_kernel_size(kernel_size, "test")
+@pytest.mark.parametrize("kernel_size,architecture", [(7, None), (5, None), (3, None), (5, "dwp-dense-5x5")])
+def test_matches_the_decoder_forward_across_chunk_sizes(kernel_size, architecture):
+    prior = DWPrior.for_kernel_size(kernel_size, "test", architecture=architecture)
     decoder = _perturbed(prior.decoder, kernel_size)
     fast = DecoderMean(decoder)
     gen = torch.Generator().manual_seed(0)

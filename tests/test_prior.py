@@ -135,6 +135,48 @@ def test_the_vaes_elu_is_pytorchs_elu_in_value_and_gradient():
     assert torch.allclose(jvp_ours, jvp_ref, atol=1e-6, rtol=1e-6)
     rows = torch.randn(4, 6)
     assert torch.equal(torch.func.vmap(ELU())(rows), ELU()(rows))
+    xr = torch.randn(40, dtype=torch.double, requires_grad=True)
+    for alpha in (1.0, 0.7):
+        assert torch.autograd.gradcheck(lambda t: ELU(alpha=alpha)(t), (xr,), check_forward_ad=True)
     prior = DWPrior.for_kernel_size(5, "test")
     assert all(type(m) is not torch.nn.ELU for m in prior.modules())  # every VAE uses it
     assert prior.encoder.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_variance_heads_softplus_is_pytorchs_to_a_few_ulps():
+    """dwp_hub.gaussian.softplus (vectorised on CPU) against float64 softplus; gradient and forward mode checked."""
+    from dwp_hub.gaussian import softplus
+
+    x = torch.cat([torch.linspace(-80, 60, 20001), torch.randn(5000) * 1e-3, torch.randn(5000) * 5])
+    ref = torch.nn.functional.softplus(x.double(), threshold=1000)
+    assert ((softplus(x).double() - ref).abs() / ref).max() < 8 * 6e-8  # float32 ulps
+    xr = torch.randn(40, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(softplus, (xr,), check_forward_ad=True)
+
+
+@pytest.mark.parametrize("k", [7, 5, 3])
+def test_dense_architectures_are_priors_like_the_papers(k, tmp_path):
+    """A dwp-dense-KxK prior is chosen by name only, saves and loads, samples, and serves the DWP bound."""
+    from dwp_hub import bayesianize, kl
+    from dwp_hub.architectures import architecture_for
+
+    assert architecture_for(k).name == f"dwp-vae-{k}x{k}"  # the paper's stays the default
+    torch.manual_seed(0)
+    prior = DWPrior.for_kernel_size(k, "test", architecture=f"dwp-dense-{k}x{k}")
+    assert prior.config.architecture == f"dwp-dense-{k}x{k}"
+    prior.save_pretrained(tmp_path / "p")
+    loaded = DWPrior.from_pretrained(tmp_path / "p")
+    w = torch.randn(6, k, k)
+    z = torch.randn(6, prior.z_dim)
+    for a, b in zip(prior.decode(z) + prior.encode(w), loaded.decode(z) + loaded.encode(w)):
+        assert torch.equal(a, b)
+    assert torch.equal(prior.sample(9, generator=torch.Generator().manual_seed(1)),
+                       prior.decode(torch.randn(9, prior.z_dim, generator=torch.Generator().manual_seed(1)))[0])
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, k))
+    bayesianize(net, {k: loaded})
+    kl(net).backward()
+    assert net[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown architecture"):
+        DWPrior.for_kernel_size(k, "test", architecture="dwp-dense-9x9")
+    with pytest.raises(Exception, match="architecture"):
+        DWPrior.for_kernel_size(k, "test", architecture="dwp-dense-7x7" if k != 7 else "dwp-dense-5x5")

@@ -4,6 +4,7 @@
     python training/benchmarks/bench_kl.py --accuracy-steps 300  # + short MNIST-5k runs: full vs subsampled KL
     python training/benchmarks/bench_kl.py --saga 1 --sag 1 0.25 # + the stored-gradient estimators
     python training/benchmarks/bench_kl.py --original            # + the original implementation's DWP step
+    python training/benchmarks/bench_kl.py --alt-priors P7 P5    # + the exact bound with other priors (folders)
 
 The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
 128. One step is forward, negative ELBO (``elbo_loss`` with ``kl(model)``), backward and an Adam update.
@@ -33,13 +34,17 @@ from training.datasets import mnist_5k  # noqa: E402
 from training.source_nets import FConvMNIST  # noqa: E402
 
 
-def build(variant: str, priors: dict[int, DWPrior]) -> torch.nn.Module:
+def build(variant: str, priors: dict) -> torch.nn.Module:
     """The paper's MNIST net with its conv layers made Bayesian under `variant`'s prior.
 
     Variants: "deterministic", "normal", "log-uniform", "dwp-full", "dwp-sub<m>" (m kernels per layer),
     "dwp-saga-p<p>" and "dwp-sag-p<p>" (stored gradients, ⌈√n⌉ kernels per layer refreshed with probability p
-    per step; dwp_hub/stored_gradients.py), "dwp-original" (``as_original``).
+    per step; dwp_hub/stored_gradients.py), "dwp-original" (``as_original``); "<variant>@alt" builds it with
+    ``priors["alt"]`` instead.
     """
+    variant, _, other = variant.partition("@")  # "<variant>@alt": the same with the --alt-priors
+    if other:
+        priors = priors[other]
     model = FConvMNIST(widths=(32, 128))
     if variant == "deterministic":
         return model
@@ -229,11 +234,15 @@ def main() -> None:
     ap.add_argument("--accuracy-steps", type=int, default=0, help="if > 0: short MNIST-5k runs, full vs subsampled")
     ap.add_argument("--accuracy-variants", nargs="+", default=None,
                     help="variants of the accuracy runs (default: dwp-full, each dwp-sub<m>, normal)")
+    ap.add_argument("--alt-priors", nargs=2, metavar=("PRIOR7", "PRIOR5"), default=None,
+                    help="another 7x7 and 5x5 prior (names or folders): adds dwp-full@alt, the exact bound with them")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    priors = {7: DWPrior.from_pretrained("dwp/notmnist-7x7"), 5: DWPrior.from_pretrained("dwp/notmnist-5x5")}
+    priors: dict = {7: DWPrior.from_pretrained("dwp/notmnist-7x7"), 5: DWPrior.from_pretrained("dwp/notmnist-5x5")}
+    if args.alt_priors:
+        priors["alt"] = {k: DWPrior.from_pretrained(spec) for k, spec in zip((7, 5), args.alt_priors)}
     data = mnist_5k(seed=args.seed)
     x_all, y_all = data.train.tensors
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, "
@@ -242,7 +251,8 @@ def main() -> None:
 
     sub = ([f"dwp-sub{m}" for m in args.subsample] + [f"dwp-saga-p{p:g}" for p in args.saga]
            + [f"dwp-sag-p{p:g}" for p in args.sag])
-    variants = ["deterministic", "normal", "log-uniform", "dwp-full", *(["dwp-original"] if args.original else []), *sub]
+    variants = ["deterministic", "normal", "log-uniform", "dwp-full", *(["dwp-full@alt"] if args.alt_priors else []),
+                *(["dwp-original"] if args.original else []), *sub]
     times = time_steps(variants, priors, args, x_all, y_all)
     base = statistics.median(times["normal"])
     mean_base = statistics.mean(times["normal"])

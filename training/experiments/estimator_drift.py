@@ -59,6 +59,7 @@ class Snapshot:
         self.encoder = copy.deepcopy(aux.encoder).requires_grad_(False)
         self.decoder = aux.decoder
         self.floor = aux.config.var_floor
+        self.z_dim = aux.config.z_dim
 
 
 def exact_term(s: Snapshot) -> Term:
@@ -95,7 +96,7 @@ class Tangent:
 
     def __init__(self, s: Snapshot) -> None:
         self.s = s
-        n, zd = s.mu.shape[0], s.encoder.heads.fc_mu.out_channels
+        n, zd = s.mu.shape[0], s.z_dim
         eye = torch.eye(zd)
         (self.a0, self.u0), vjp = torch.func.vjp(lambda w: s.encoder(w[:, None]), s.mu)
         zeros = torch.zeros(n, zd)
