@@ -179,9 +179,10 @@ ARCHITECTURES: dict[str, Architecture] = {
             # for both). z_dim=2 as for 7x7 keeps the latent plottable (paper Fig. 6).
             "Ours, 3x3: convs 32-64(padded)-64 / 1x1 32, transposed 16, ELU (see source comment).",
         ),
-        # Dense VAEs (ours, not the paper's): two hidden layers of 64 on the flattened kernel, ELU. A 5x5 kernel
-        # costs ~9k multiply-adds forward against ~3.4M in dwp-vae-5x5, which is what the exact bound (eq. 7)
-        # spends its time on (issue #13). Not the default of any kernel size; a recipe chooses them by name.
+        # Dense VAEs (ours, not the paper's): two hidden layers of 64 on the flattened kernel, ELU. Encoder and
+        # decoder forward cost 14k multiply-adds per 5x5 kernel against 3.4M in dwp-vae-5x5 (7x7: 18k / 1.0M;
+        # 3x3: 10k / 211k), and that pass is what the exact bound (eq. 7) spends its time on (issue #13). Not
+        # the default of any kernel size; a recipe or caller chooses them by name.
         *(Architecture(f"dwp-dense-{k}x{k}", k, z, *_dense(k, 64),
                        f"Ours, {k}x{k}: fully connected, two hidden ELU layers of 64, both directions.")
           for k, z in ((7, 2), (5, 4), (3, 2))),

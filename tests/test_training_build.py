@@ -271,3 +271,12 @@ def test_kernel_drift_rebuilds_each_nets_init(tmp_path):
     save_tensors(folder / "net-0000.safetensors", tensors, {**meta, "seed": 7})
     wrong = [r for r in drift_rows(folder) if r["net"] == "net-0000.safetensors"]
     assert all(abs(r["cosine_median"]) < 0.3 for r in wrong), wrong
+
+
+def test_dense_build_fits_dense_vaes_in_its_own_folder(tmp_path):
+    build(tmp_path, "mnist-3x3", extra=("--dense",))
+    prior = DWPrior.from_folder(tmp_path / "mnist-3x3")
+    assert prior.config.architecture == "dwp-dense-3x3"
+    assert prior.provenance["build_command"].endswith("--dense")
+    assert list((tmp_path / "work" / "mnist-3x3").glob("vae-dwp-dense-3x3-z*"))  # its own VAE checkpoints
+    assert prior.log_prob(prior.source_kernels("heldout")[:8], num_samples=10).isfinite().all()

@@ -38,6 +38,9 @@ def cli() -> None:
               help="Font folder for notmnist-style (repeatable; default the system font folders, matplotlib's with --tiny).")
 @click.option("--z-dim", type=click.IntRange(1, 256), default=None,
               help="Latent size of the VAEs (default: the architecture's paper value, 2 for 7x7 and 3x3, 4 for 5x5).")
+@click.option("--dense", is_flag=True,
+              help="Fit dense VAEs (dwp-dense-KxK: 20-250x fewer multiply-adds per kernel than the paper's "
+                   "convolutional ones, so the exact DWP bound is cheap) [default --out: build/dense].")
 @click.option("--checkpoint", "checkpoints", multiple=True,
               help="A trained source network instead of a recipe's: a .safetensors file, a folder of them, or a Hub "
                    "repo id ORG/NAME[@REV] (repeatable; safetensors only). NAMES is then the one prior to build.")
@@ -52,7 +55,7 @@ def cli() -> None:
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
-          z_dim: int | None, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None,
+          z_dim: int | None, dense: bool, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None,
           source_set: tuple[str, ...], sources_only: bool, install: bool, no_progress: bool) -> None:
     """Build the priors NAMES (see `python -m training list`), or one prior NAME from --checkpoint networks."""
     from .build import Build, install_bundled
@@ -86,9 +89,9 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
             recipes = {n: with_source_settings(RECIPES[n], settings) for n in names}
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--source-set") from None
-    out = out or (f"build/ablate-{source_settings_suffix(settings)}" if settings else "build")
+    out = out or (f"build/ablate-{source_settings_suffix(settings)}" if settings else "build/dense" if dense else "build")
     b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
-              progress=not no_progress, z_dim=z_dim)
+              progress=not no_progress, z_dim=z_dim, dense=dense)
     for name in names:
         if sources_only:
             nets = b.sources(name, recipes.get(name))

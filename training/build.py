@@ -37,7 +37,7 @@ from accelerate import Accelerator
 
 import dwp_hub
 from dwp_hub import DWPrior
-from dwp_hub.architectures import architecture_for
+from dwp_hub.architectures import ARCHITECTURES, architecture_for
 from dwp_hub.atomic import staged_folder
 from dwp_hub.hub import BUNDLED_DIR, DEFAULT_ORG, MANIFEST_NAME
 from dwp_hub.images import kernel_grid, save_png
@@ -60,11 +60,11 @@ class Build:
 
     def __init__(self, out: str | Path, tiny: bool = False, seed: int = 0, data_root: str | Path | None = None,
                  font_dirs: list[str] | None = None, progress: bool = True, accelerator: Accelerator | None = None,
-                 z_dim: int | None = None):
+                 z_dim: int | None = None, dense: bool = False):
         self.out = Path(out)
         self.work = self.out / "work"
         self.tiny, self.seed, self.data_root, self.font_dirs, self.progress = tiny, seed, data_root, font_dirs, progress
-        self.z_dim = z_dim
+        self.z_dim, self.dense = z_dim, dense
         self.accelerator = accelerator or Accelerator()
         self._data: dict[str, ImageData] = {}
         self.log = logging.getLogger("training.build")
@@ -174,11 +174,13 @@ class Build:
     def fit_prior(self, recipe: PriorRecipe, train: torch.Tensor) -> tuple[DWPrior, dict[str, Any]]:
         work = self.work / recipe.name
         torch.manual_seed(self.seed)
-        prior = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain, z_dim=recipe.z_dim)
+        prior = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain, z_dim=recipe.z_dim,
+                                        architecture=recipe.architecture)
         objective = loops.NegativeELBO(prior)
         spec = loops.LoopSpec(recipe.vae_epochs, recipe.vae_batch_size, recipe.vae_lr, self.seed,
                               f"VAE {recipe.name} z_dim {prior.config.z_dim}")
-        checkpoint = work / f"vae-z{prior.config.z_dim}.partial.safetensors"
+        tag = "" if recipe.architecture is None else f"{recipe.architecture}-"
+        checkpoint = work / f"vae-{tag}z{prior.config.z_dim}.partial.safetensors"
         stats = loops.run_training(self.accelerator, objective, (train,), spec, checkpoint, loops.elbo_loss,
                                    self.progress)
         return self.accelerator.unwrap_model(objective).prior.cpu().eval(), stats
@@ -190,7 +192,8 @@ class Build:
         Returns the chosen prior, its training stats, the held-out kernels left for scoring (the other half,
         or all of them when there is nothing to choose) and the record of the choice.
         """
-        paper_z = architecture_for(recipe.kernel_size).default_z_dim
+        arch = architecture_for(recipe.kernel_size) if recipe.architecture is None else ARCHITECTURES[recipe.architecture]
+        paper_z = arch.default_z_dim
         sizes = [recipe.z_dim] if recipe.z_dim is not None else list(dict.fromkeys([paper_z, *recipe.z_candidates]))
         if len(sizes) == 1:
             prior, stats = self.fit_prior(replace(recipe, z_dim=sizes[0]), train)
@@ -243,6 +246,8 @@ class Build:
     # --- the whole prior -------------------------------------------------------------------------------
     def _recipe(self, name: str, recipe: PriorRecipe | None) -> PriorRecipe:
         recipe = get_recipe(name, self.tiny) if recipe is None else (recipe.tiny() if self.tiny else recipe)
+        if self.dense:
+            recipe = replace(recipe, architecture=f"dwp-dense-{recipe.kernel_size}x{recipe.kernel_size}")
         return recipe if self.z_dim is None else replace(recipe, z_dim=self.z_dim)
 
     def sources(self, name: str, recipe: PriorRecipe | None = None) -> list[Path]:
@@ -392,7 +397,8 @@ class Build:
             **_kernel_set_provenance(kmeta, n_train),
             "source_train_seconds": round(sum(m["train_seconds"] for m in net_meta), 1),
             "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}"
-                             + (f" --z-dim {recipe.z_dim}" if recipe.z_dim is not None else ""),
+                             + (f" --z-dim {recipe.z_dim}" if recipe.z_dim is not None else "")
+                             + (" --dense" if self.dense else ""),
             **self._vae_provenance(recipe, metrics, stats, build_seconds),
         }
         if "num_fonts" in info:

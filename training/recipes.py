@@ -65,6 +65,7 @@ class PriorRecipe:
     iwae_samples: int = 1000
     iwae_kernels: int = 2000
     z_dim: int | None = None  # None: the architecture's paper default (dwp_hub/architectures.py)
+    architecture: str | None = None  # the VAE's (dwp_hub/architectures.py); None: the paper's for the kernel size
     # Latent sizes tried besides the paper default; the best on half of the held-out kernels ships, scored on
     # the other half (training/build.py). Empty: the paper default (or z_dim) only.
     z_candidates: tuple[int, ...] = ()

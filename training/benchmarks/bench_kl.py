@@ -43,8 +43,7 @@ def build(variant: str, priors: dict) -> torch.nn.Module:
     ``priors["alt"]`` instead.
     """
     variant, _, other = variant.partition("@")  # "<variant>@alt": the same with the --alt-priors
-    if other:
-        priors = priors[other]
+    priors = priors[other] if other else {k: p for k, p in priors.items() if isinstance(k, int)}
     model = FConvMNIST(widths=(32, 128))
     if variant == "deterministic":
         return model
@@ -120,13 +119,15 @@ def kl_noise(variants, priors, args, x_all, y_all) -> list[tuple[str, float, flo
     return rows
 
 
-def resnet18_steps(variants: list[str], args) -> dict[str, list[float]]:
+def resnet18_steps(variants: list[str], args, alt: dict | None = None) -> dict[str, list[float]]:
     """Step times of a bayesianized timm resnet18 (7x7 and 3x3 priors, N(0,1) for the 1x1 convs), batch 8 at
-    64x64, round-robin like the MNIST table. Variants: "normal", "dwp-sub<m>", "dwp-sag-p<p>", "dwp-saga-p<p>"."""
+    64x64, round-robin like the MNIST table. Variants: "normal", "dwp-full", "dwp-sub<m>", "dwp-sag-p<p>",
+    "dwp-saga-p<p>"; "<variant>@alt" uses the 7x7 and 3x3 priors of `alt`."""
     import timm
 
     models, opts = {}, {}
-    for v in variants:
+    for name in variants:
+        v, _, other = name.partition("@")
         torch.manual_seed(args.seed)
         model = timm.create_model("resnet18", num_classes=10)
         if v == "normal":
@@ -134,11 +135,12 @@ def resnet18_steps(variants: list[str], args) -> dict[str, list[float]]:
         else:
             stored = next((mode for mode in ("saga", "sag") if v.startswith(f"dwp-{mode}-p")), None)
             subsample = int(v.removeprefix("dwp-sub")) if v.startswith("dwp-sub") else None
-            bayesianize(model, {7: "dwp/notmnist-7x7", 3: "dwp/notmnist-3x3"}, fallback="normal",
+            spec = {7: alt[7], 3: alt[3]} if other else {7: "dwp/notmnist-7x7", 3: "dwp/notmnist-3x3"}
+            bayesianize(model, spec, fallback="normal",
                         subsample=subsample, stored_gradients=stored,
                         refresh_prob=float(v.removeprefix(f"dwp-{stored}-p")) if stored else 1.0)
-        models[v] = model.train()
-        opts[v] = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        models[name] = model.train()
+        opts[name] = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     g = torch.Generator().manual_seed(args.seed)
     times: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.warmup + args.resnet_steps):
@@ -234,15 +236,19 @@ def main() -> None:
     ap.add_argument("--accuracy-steps", type=int, default=0, help="if > 0: short MNIST-5k runs, full vs subsampled")
     ap.add_argument("--accuracy-variants", nargs="+", default=None,
                     help="variants of the accuracy runs (default: dwp-full, each dwp-sub<m>, normal)")
-    ap.add_argument("--alt-priors", nargs=2, metavar=("PRIOR7", "PRIOR5"), default=None,
-                    help="another 7x7 and 5x5 prior (names or folders): adds dwp-full@alt, the exact bound with them")
+    ap.add_argument("--alt-priors", nargs="+", metavar="PRIOR", default=None,
+                    help="another 7x7 and 5x5 prior, and optionally 3x3 (names or folders): adds dwp-full@alt, the "
+                         "exact bound with them; with a 3x3 one, --resnet-steps also times dwp-full@alt and "
+                         "dwp-sub4096@alt")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     priors: dict = {7: DWPrior.from_pretrained("dwp/notmnist-7x7"), 5: DWPrior.from_pretrained("dwp/notmnist-5x5")}
     if args.alt_priors:
-        priors["alt"] = {k: DWPrior.from_pretrained(spec) for k, spec in zip((7, 5), args.alt_priors)}
+        if len(args.alt_priors) not in (2, 3):
+            ap.error("--alt-priors takes a 7x7 and a 5x5 prior, and optionally a 3x3 one")
+        priors["alt"] = {k: DWPrior.from_pretrained(spec) for k, spec in zip((7, 5, 3), args.alt_priors)}
     data = mnist_5k(seed=args.seed)
     x_all, y_all = data.train.tensors
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, "
@@ -272,7 +278,9 @@ def main() -> None:
 
     if args.resnet_steps > 0:
         rvariants = ["normal", "dwp-sub256"] + [v for v in sub if v.startswith(("dwp-saga", "dwp-sag-"))]
-        rtimes = resnet18_steps(rvariants, args)
+        if 3 in priors.get("alt", {}):
+            rvariants += ["dwp-full@alt", "dwp-sub4096@alt"]
+        rtimes = resnet18_steps(rvariants, args, priors.get("alt"))
         rbase = statistics.mean(rtimes["normal"])
         print(f"\ntimm resnet18, batch 8 at 64x64, {args.resnet_steps} timed steps (mean, the cost of random refreshes):")
         print(f"{'variant':16} {'mean step':>10} {'vs N(0,1)':>10}")
