@@ -157,7 +157,7 @@ def test_the_variance_heads_softplus_is_pytorchs_to_a_few_ulps():
 @pytest.mark.parametrize("k", [7, 5, 3])
 def test_dense_architectures_are_priors_like_the_papers(k, tmp_path):
     """A dwp-dense-KxK prior is chosen by name only, saves and loads, samples, and serves the DWP bound."""
-    from dwp_hub import bayesianize, kl
+    from dwp_hub import PriorFormatError, bayesianize, kl
     from dwp_hub.architectures import architecture_for
 
     assert architecture_for(k).name == f"dwp-vae-{k}x{k}"  # the paper's stays the default
@@ -178,5 +178,5 @@ def test_dense_architectures_are_priors_like_the_papers(k, tmp_path):
     assert net[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown architecture"):
         DWPrior.for_kernel_size(k, "test", architecture="dwp-dense-9x9")
-    with pytest.raises(Exception, match="architecture"):
+    with pytest.raises(PriorFormatError, match="architecture"):
         DWPrior.for_kernel_size(k, "test", architecture="dwp-dense-7x7" if k != 7 else "dwp-dense-5x5")

@@ -273,7 +273,7 @@ def test_kernel_drift_rebuilds_each_nets_init(tmp_path):
     assert all(abs(r["cosine_median"]) < 0.3 for r in wrong), wrong
 
 
-def test_dense_build_fits_dense_vaes_in_its_own_folder(tmp_path):
+def test_dense_build_fits_dense_vaes_with_their_own_checkpoints(tmp_path):
     build(tmp_path, "mnist-3x3", extra=("--dense",))
     prior = DWPrior.from_folder(tmp_path / "mnist-3x3")
     assert prior.config.architecture == "dwp-dense-3x3"
