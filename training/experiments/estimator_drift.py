@@ -49,28 +49,21 @@ Term = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Snapshot:
-    """The layer's first kernels' μ and log σ², and a frozen copy of its reverse model, at one step."""
+    """The layer's first kernels' μ and log σ², and a frozen copy of its VAE (reverse model and decoder), at one step."""
 
     def __init__(self, layer: torch.nn.Module, kernels: int) -> None:
         k = layer.weight.shape[-1]
         self.mu = layer.weight.detach().reshape(-1, k, k)[:kernels].clone()
         self.log_sigma2 = layer.log_sigma2.detach().reshape(-1, k, k)[:kernels].clone()
-        aux = layer.prior.aux
-        self.encoder = copy.deepcopy(aux.encoder).requires_grad_(False)
-        self.decoder = aux.decoder
-        self.floor = aux.config.var_floor
-        self.z_dim = aux.config.z_dim
+        self.prior = copy.deepcopy(layer.prior.aux).requires_grad_(False)
+        self.encoder, self.decoder = self.prior.encoder, self.prior.decoder
+        self.floor, self.z_dim = self.prior.config.var_floor, self.prior.config.z_dim
 
 
 def exact_term(s: Snapshot) -> Term:
     """−ELBO_ψ(w) at w ~ q (eq. 7's expectation term, one draw of w and of z ~ r(z|w))."""
     def term(mu, log_sigma2):
-        w = mu + (0.5 * log_sigma2).exp() * torch.randn_like(mu)
-        z_mu, raw = s.encoder(w[:, None])
-        z_var = bounded_variance(raw, s.floor)
-        z = z_mu + z_var.sqrt() * torch.randn_like(z_mu)
-        w_mu, w_raw = s.decoder(z)
-        return kl_to_standard_normal(z_mu, z_var) - log_normal(w, w_mu, bounded_variance(w_raw, s.floor), dims=2)
+        return -s.prior.elbo(mu + (0.5 * log_sigma2).exp() * torch.randn_like(mu))
     return term
 
 
@@ -83,10 +76,8 @@ def rb_value(mu, log_sigma2, z_mu, z_var, w_mu, w_var) -> torch.Tensor:
 def rb_term(s: Snapshot) -> Term:
     """The bound with r(z|μ): one z draw, the expectation over w exact."""
     def term(mu, log_sigma2):
-        z_mu, raw = s.encoder(mu[:, None])
-        z_var = bounded_variance(raw, s.floor)
-        w_mu, w_raw = s.decoder(z_mu + z_var.sqrt() * torch.randn_like(z_mu))
-        return rb_value(mu, log_sigma2, z_mu, z_var, w_mu, bounded_variance(w_raw, s.floor))
+        z_mu, z_var = s.prior.encode(mu)
+        return rb_value(mu, log_sigma2, z_mu, z_var, *s.prior.decode(z_mu + z_var.sqrt() * torch.randn_like(z_mu)))
     return term
 
 
