@@ -326,3 +326,20 @@ def test_estimator_drift_tangent_model_is_first_order_exact():
             w = s.mu + step * direction
             errs.append(max((a - b).abs().max().item() for a, b in zip(model.at(w), exact(w))))
         assert errs[1] < 0.4 * errs[0]  # halving the step at least halves the error: first order is right
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "reference-priors" / "vae5x5").is_dir(),
+                    reason="the paper authors' VAEs are not beside this checkout")
+def test_reference_priors_load_in_memory_and_pin_the_protocol():
+    """`--prior5 reference`: the authors' 5x5 VAE, hashed into the protocol, with no Gaussian baseline."""
+    from training.compare_priors import reference_prior
+
+    ours, theirs = PriorSet(), PriorSet({7: "dwp/notmnist-7x7", 5: "reference"})
+    assert theirs.fingerprint() != ours.fingerprint()
+    w = reference_prior(5).sample(64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(theirs.dwp(5).log_prob(w, 8, generator=torch.Generator().manual_seed(1)),
+                               reference_prior(5).log_prob(w, 8, generator=torch.Generator().manual_seed(1)))
+    assert not any(p.requires_grad for p in theirs.dwp(5).parameters())
+    assert theirs.describe()["5x5"]["name"] == "reference"
+    with pytest.raises(ValueError, match="no source kernels"):
+        theirs.mv_gaussian(5)

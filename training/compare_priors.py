@@ -26,6 +26,7 @@ from dwp_hub.images import kernel_grid, save_png
 from dwp_hub.prior_folder import PriorConfig
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-priors"
+REFERENCE_WEIGHTS = "vae_params.torch"  # in vae7x7/ and vae5x5/
 RENAMES = (("encoder.fc_sigma.", "encoder.heads.fc_var."), ("encoder.fc_mu.", "encoder.heads.fc_mu."),
            ("encoder.fc_var.", "encoder.heads.fc_var."), ("decoder.decoder.", "decoder.features."),
            ("decoder.fc_mu.0.", "decoder.heads.fc_mu."), ("decoder.fc_var.0.", "decoder.heads.fc_var."),
@@ -35,7 +36,7 @@ NO_FLOOR = 1e-12  # theirs is softplus(raw) with no floor; ours adds var_floor
 
 def reference_prior(k: int, root: Path = REFERENCE_DIR) -> DWPrior:
     """The authors' k×k notMNIST VAE as a DWPrior held in memory (measurement only)."""
-    state = torch.load(root / f"vae{k}x{k}" / "vae_params.torch", map_location="cpu", weights_only=True)
+    state = torch.load(root / f"vae{k}x{k}" / REFERENCE_WEIGHTS, map_location="cpu", weights_only=True)
     renamed = {}
     for name, tensor in state.items():
         for old, new in RENAMES:

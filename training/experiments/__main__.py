@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         e.add_argument("--cpu-workers", type=int, default=0,
                        help="extra single-thread CPU processes for the light runs (fig3, fig4) beside a GPU")
         e.add_argument("--quick", action="store_true", help="smoke setting: tiny grids and step counts")
-        e.add_argument("--prior7", default="dwp/notmnist-7x7", help="7x7 prior (name or folder)")
-        e.add_argument("--prior5", default="dwp/notmnist-5x5", help="5x5 prior (name or folder)")
+        e.add_argument("--prior7", default="dwp/notmnist-7x7",
+                       help="7x7 prior (name or folder; 'reference': the paper authors', measurement only)")
+        e.add_argument("--prior5", default="dwp/notmnist-5x5", help="5x5 prior (as --prior7)")
         e.add_argument("--set", dest="overrides", action="append", default=[], metavar="EXP.FIELD=VALUE",
                        help="change a setting, e.g. fig2.steps=500, fig2.methods=dwp,normal, gap.vi.kl_subsample=512")
         e.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
