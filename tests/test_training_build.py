@@ -223,10 +223,34 @@ def test_source_set_builds_an_ablation_with_its_own_nets(tmp_path):
 def test_source_settings_parse_every_field_type():
     from training.recipes import RECIPES, with_source_settings
 
-    recipe = with_source_settings(RECIPES["notmnist-5x5"], {"widths": "256,512", "epochs": "20", "l2": "0"})
+    recipe = with_source_settings(RECIPES["notmnist-5x5"], {"widths": "256,512", "epochs": "20", "l2": "0",
+                                                            "init": "xavier"})
     s = recipe.source
-    assert (s.widths, s.epochs, s.l2, s.name) == ((256, 512), 20, 0.0, "notmnist-fconv-epochs20-l20-widths256x512")
+    assert (s.widths, s.epochs, s.l2, s.init, s.name) == ((256, 512), 20, 0.0, "xavier",
+                                                          "notmnist-fconv-epochs20-initxavier-l20-widths256x512")
     assert s.num_nets == RECIPES["notmnist-5x5"].source.num_nets  # the rest is the recipe's
+    with pytest.raises(ValueError, match="init='he'"):
+        with_source_settings(RECIPES["notmnist-5x5"], {"init": "he"})
+
+
+def test_xavier_source_init_is_xavier_normal_and_changes_only_weights():
+    """init="xavier": each conv/linear weight ~ N(0, 2 / (fan_in + fan_out)), as the original source nets."""
+    from training.source_nets import build_source_net
+
+    torch.manual_seed(0)
+    default = build_source_net("fconv-mnist", (256, 128), 10, (1, 28, 28))
+    torch.manual_seed(0)
+    xavier = build_source_net("fconv-mnist", (256, 128), 10, (1, 28, 28), init="xavier")
+    for (name, d), x in zip(default.state_dict().items(), xavier.state_dict().values()):
+        if name.endswith("bias"):
+            assert torch.equal(d, x)
+            continue
+        fan_in, fan_out = x[0].numel(), x.shape[0] * x[0, 0].numel()
+        assert x.std().item() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.05), name
+    first = xavier.state_dict()["features.0.weight"].flatten(1).norm(dim=1).mean().item()
+    assert first < 0.2 < default.state_dict()["features.0.weight"].flatten(1).norm(dim=1).mean().item()
+    with pytest.raises(ValueError, match="unknown source-net init"):
+        build_source_net("fconv-mnist", (8, 8), 10, (1, 28, 28), init="he")
 
 
 def test_sources_only_trains_nets_and_skips_a_net_another_process_holds(tmp_path):

@@ -49,7 +49,8 @@ def cli() -> None:
 @click.option("--domain", default=None, help="With --checkpoint: the prior's domain (default: NAME without -KxK).")
 @click.option("--source-set", "source_set", multiple=True, metavar="FIELD=VALUE",
               help="Change a field of the recipe's source nets (widths, num_nets, heldout_nets, epochs, batch_size, l2, "
-                   "lr), e.g. l2=1e-4 or widths=256,512; repeatable. For ablations: the nets get their own name.")
+                   "lr, init=default|xavier), e.g. l2=1e-4 or widths=256,512; repeatable. For ablations: the nets get "
+                   "their own name.")
 @click.option("--sources-only", is_flag=True,
               help="Only train the source nets (and stop). Several such processes on one --out share the work.")
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
@@ -83,7 +84,7 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
                                      param_hint="--source-set")
         fixed = sorted(set(settings) & set(TINY_SOURCE_FIELDS)) if tiny else []
         if fixed:
-            raise click.BadParameter(f"--tiny sets {', '.join(fixed)} itself; only l2 and lr can change with it",
+            raise click.BadParameter(f"--tiny sets {', '.join(fixed)} itself; only l2, lr and init can change with it",
                                      param_hint="--source-set")
         try:
             recipes = {n: with_source_settings(RECIPES[n], settings) for n in names}

@@ -136,7 +136,7 @@ class Build:
     def _train_source_net(self, src: SourceRecipe, seed: int, path: Path) -> None:
         data = self.data(src.dataset)
         torch.manual_seed(seed)
-        model = build_source_net(src.arch, src.widths, data.num_classes, data.image_shape)
+        model = build_source_net(src.arch, src.widths, data.num_classes, data.image_shape, src.init)
         model = model.to(memory_format=torch.channels_last)  # same math; ~1.3-1.4x faster convs and pooling on CPU
         spec = loops.LoopSpec(src.epochs, src.batch_size, src.lr, seed, f"source {src.name} seed {seed}")
         partial = path.with_name(path.name.replace(".safetensors", ".partial.safetensors"))
@@ -146,6 +146,7 @@ class Build:
         test_acc = loops.accuracy(self.accelerator, net, data.test)
         train_acc = loops.accuracy(self.accelerator, net, _subset(data.train, 10_000))
         meta = {"arch": src.arch, "widths": list(src.widths), "seed": seed, "epochs": src.epochs, "l2": src.l2,
+                "init": src.init,
                 "dataset": src.dataset, "test_accuracy": test_acc, "train_accuracy": train_acc,
                 "train_seconds": stats["seconds"], "final_loss": stats["final_loss"]}
         self.accelerator.wait_for_everyone()
@@ -388,7 +389,8 @@ class Build:
             "source_widths": list(src.widths),
             "source_layers": list(recipe.layers),
             "source_training": f"{src.epochs} epochs, batch {src.batch_size}, Adam lr {src.lr:g} decaying linearly to 0, "
-                               f"L2 {src.l2:g} x sum of squared weights added to the cross-entropy",
+                               f"L2 {src.l2:g} x sum of squared weights added to the cross-entropy, "
+                               f"{'Xavier-normal' if src.init == 'xavier' else 'PyTorch default'} initial weights",
             "num_source_nets": len(nets),
             "source_seeds": [m["seed"] for m in net_meta],
             "heldout_source_nets": kmeta["heldout_nets"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .source_nets import RESNET_CIFAR_3X3_LAYERS
+from .source_nets import RESNET_CIFAR_3X3_LAYERS, SOURCE_INITS
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class SourceRecipe:
     batch_size: int = 128
     l2: float = 1e-3  # coefficient of the sum of squared weights added to the loss (paper: 1e-3 notMNIST, 1e-4 CIFAR)
     lr: float = 1e-3
+    # Initial weights: "default" (PyTorch's layer init) or "xavier" (Xavier-normal conv and linear weights, as the
+    # original implementation's source nets). PyTorch's init gives a 1-channel 7x7 conv kernels of norm 0.58,
+    # Xavier 0.09: what training adds to that start is what the kernel set (and so the prior) sees.
+    init: str = "default"
 
     def tiny(self) -> "SourceRecipe":
         widths = {"fconv-mnist": (8, 8), "conv3x3-mnist": (4, 8, 8), "cifar-net": (4, 8, 8, 8),
@@ -140,7 +144,7 @@ def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int 
                        vae_epochs=CHECKPOINT_VAE_EPOCHS[k], z_dim=z_dim)
 
 
-SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "lr")
+SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "lr", "init")
 TINY_SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size")  # what SourceRecipe.tiny() sets
 
 
@@ -155,8 +159,10 @@ def with_source_settings(recipe: PriorRecipe, settings: dict[str, str]) -> Prior
     for key, value in settings.items():
         if key not in SOURCE_FIELDS:
             raise ValueError(f"unknown source setting {key!r}; known: {', '.join(SOURCE_FIELDS)}")
+        if key == "init" and value not in SOURCE_INITS:
+            raise ValueError(f"source setting init={value!r}: known: {', '.join(SOURCE_INITS)}")
         try:
-            changes[key] = (tuple(int(v) for v in value.split(",")) if key == "widths" else
+            changes[key] = (tuple(int(v) for v in value.split(",")) if key == "widths" else value if key == "init" else
                             float(value) if key in ("l2", "lr") else int(value))
         except ValueError:
             raise ValueError(f"source setting {key}={value!r}: not a valid value") from None

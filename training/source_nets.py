@@ -129,12 +129,27 @@ SOURCE_ARCHITECTURES: dict[str, type[nn.Module]] = {
 }
 
 
-def build_source_net(arch: str, widths: tuple[int, ...], num_classes: int, image_shape: tuple[int, ...]) -> nn.Module:
-    """Instantiate source architecture `arch` for images of shape (C, H, W)."""
+SOURCE_INITS = ("default", "xavier")
+
+
+def build_source_net(arch: str, widths: tuple[int, ...], num_classes: int, image_shape: tuple[int, ...],
+                     init: str = "default") -> nn.Module:
+    """Instantiate source architecture `arch` for images of shape (C, H, W).
+
+    init: "default" keeps PyTorch's layer init; "xavier" redraws every conv and linear weight Xavier-normal
+    (biases kept), the original implementation's init of its source nets.
+    """
     if arch not in SOURCE_ARCHITECTURES:
         raise ValueError(f"unknown source architecture {arch!r}; known: {sorted(SOURCE_ARCHITECTURES)}")
+    if init not in SOURCE_INITS:
+        raise ValueError(f"unknown source-net init {init!r}; known: {', '.join(SOURCE_INITS)}")
     c, h, _ = image_shape
-    return SOURCE_ARCHITECTURES[arch](tuple(widths), num_classes=num_classes, in_channels=c, image_size=h)
+    model = SOURCE_ARCHITECTURES[arch](tuple(widths), num_classes=num_classes, in_channels=c, image_size=h)
+    if init == "xavier":
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_normal_(m.weight)
+    return model
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
