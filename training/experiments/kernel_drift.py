@@ -30,7 +30,8 @@ def _init_of(meta: dict, classes: int, side: int, trained: dict[str, torch.Tenso
     """The net of `meta` at its init: seeded as training/build.py's _train_source_net seeds it before building."""
     for channels in (1, 3):  # grey glyphs or RGB photos: the one whose shapes match the trained net
         torch.manual_seed(meta["seed"])
-        net = build_source_net(meta["arch"], tuple(meta["widths"]), classes, (channels, side, side))
+        net = build_source_net(meta["arch"], tuple(meta["widths"]), classes, (channels, side, side),
+                               meta.get("init", "default"))  # nets saved before the init field were "default"
         if all(trained[k].shape == v.shape for k, v in net.state_dict().items() if k in trained):
             return net
     raise ValueError(f"no input channel count rebuilds the net of {meta}")
