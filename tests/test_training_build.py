@@ -46,6 +46,7 @@ def test_tiny_notmnist_build_writes_loadable_priors_with_provenance(notmnist_bui
         assert 0 < p["kernels_kept"] <= p["kernels_total"]
         assert p["kernels_train"] + p["kernels_heldout"] == p["kernels_kept"]
         assert np.isfinite(p["heldout_iwae_loglik"]) and p["iwae_samples"] == 20
+        assert p["epochs"] == 2 and p["vae_training"].startswith("2 epochs")
         kernels = load_file(folder / KERNELS_NAME)
         assert kernels["train"].shape[1:] == (k, k) and kernels["heldout"].shape[1:] == (k, k)
         assert len(kernels["heldout"]) == p["kernels_heldout"]
@@ -233,6 +234,16 @@ def test_source_settings_parse_every_field_type():
         with_source_settings(RECIPES["notmnist-5x5"], {"init": "he"})
 
 
+def test_vae_epochs_rise_to_the_step_floor_only_for_small_kernel_sets():
+    from training.recipes import RECIPES
+
+    r = RECIPES["notmnist-7x7"]  # 300 epochs, batch 128, at least 10,000 steps
+    assert r.vae_epochs_for(757) == 1667  # 6 steps an epoch: 300 epochs would be 1,800 steps
+    assert r.vae_epochs_for(290_000) == 300  # 2,266 steps an epoch: the recipe's epochs already exceed the floor
+    assert r.vae_epochs_for(1) == 10_000
+    assert r.tiny().vae_epochs_for(757) == 2  # tiny builds stay seconds long
+
+
 def test_xavier_source_init_is_xavier_normal_and_changes_only_weights():
     """init="xavier": each conv/linear weight ~ N(0, 2 / (fan_in + fan_out)), as the original source nets."""
     from training.source_nets import build_source_net
@@ -304,3 +315,21 @@ def test_dense_build_fits_dense_vaes_with_their_own_checkpoints(tmp_path):
     assert prior.provenance["build_command"].endswith("--dense")
     assert list((tmp_path / "work" / "mnist-3x3").glob("vae-dwp-dense-3x3-z*"))  # its own VAE checkpoints
     assert prior.log_prob(prior.source_kernels("heldout")[:8], num_samples=10).isfinite().all()
+
+
+def test_dense_vae_refit_at_a_kernel_scale_records_it(notmnist_build, tmp_path):
+    from training.experiments.dense_vae import main as refit
+
+    folder = notmnist_build / "notmnist-7x7"
+    args = ["--priors", str(folder), "--architectures", "vae", "--steps", "5", "--batch", "2", "--iwae-samples", "4",
+            "--score-train", "8"]
+    refit(["--out", str(tmp_path / "x1"), *args])
+    refit(["--out", str(tmp_path / "x3"), *args, "--kernel-scale", "3"])
+    fitted = {d: DWPrior.from_folder(tmp_path / d / f"notmnist-7x7-vae-5{'-x3' if d == 'x3' else ''}") for d in ("x1", "x3")}
+    assert fitted["x3"].provenance["kernel_scale"] == 3.0 and fitted["x1"].provenance["kernel_scale"] == 1.0
+    rows = [(tmp_path / d / "fits.csv").read_text().splitlines()[1].split(",") for d in ("x1", "x3")]
+    assert rows[1][0].endswith(" x3") and not rows[0][0].endswith(" x3")
+    assert rows[0][7] != rows[1][7]  # the shipped prior scored on the scaled held-out kernels
+    # same seed and steps: only the kernels the VAE saw differ
+    w1, w3 = fitted["x1"].state_dict(), fitted["x3"].state_dict()
+    assert any(not torch.equal(w1[k], w3[k]) for k in w1)

@@ -119,7 +119,8 @@ def list_cmd() -> None:
     for r in RECIPES.values():
         s = r.source
         click.echo(f"{r.name:14} {r.kernel_size}x{r.kernel_size}  data {s.dataset:15} source {s.arch} {list(s.widths)} "
-                   f"x{s.num_nets} nets, {s.epochs} epochs; layers {list(r.layers)}; VAE {r.vae_epochs} epochs")
+                   f"x{s.num_nets} nets, {s.epochs} epochs; layers {list(r.layers)}; VAE {r.vae_epochs} epochs, at least "
+                   f"{r.vae_min_steps:,} steps")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ COLUMNS = ["prior", "architecture", "z_dim", "parameters", "train_kernels", "hel
 
 def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, seed: int) -> float:
     """Adam on the negative ELBO (eq. 4) with a cosine learning-rate decay over `steps`; returns seconds."""
+    if len(train) < batch:
+        raise ValueError(f"{len(train)} training kernels are fewer than one batch of {batch}: give a smaller --batch")
     torch.manual_seed(seed)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--iwae-samples", type=int, default=1000)
     p.add_argument("--score-train", type=int, default=1000, help="training kernels scored (overfitting check)")
+    p.add_argument("--kernel-scale", type=float, default=1.0,
+                   help="multiply every kernel by this before fitting and scoring (issue #12's scale test: the same "
+                        "shapes at the authors' kernel norm); recorded in the prior's provenance and folder name")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
@@ -76,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     table = out / "fits.csv"
     for name in a.priors.split(","):
         bundled = DWPrior.from_pretrained(name)
-        train, held = bundled.source_kernels("train"), bundled.source_kernels("heldout")
+        train = bundled.source_kernels("train") * a.kernel_scale
+        held = bundled.source_kernels("heldout") * a.kernel_scale
         k, z_dim = bundled.kernel_size, bundled.config.z_dim
         candidates = [(f"{bundled.config.architecture} (bundled)", bundled, None)]
         for arch in (f"dwp-{family}-{k}x{k}" for family in a.architectures.split(",")):
@@ -84,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
                                arch))
         for label, prior, arch in candidates:
             seconds = fit(prior, train, a.steps, a.batch, a.lr, a.seed) if arch else float("nan")
-            row = dict(prior=name, architecture=label, z_dim=z_dim,
-                       parameters=sum(t.numel() for t in prior.parameters()), train_kernels=len(train),
+            row = dict(prior=name if a.kernel_scale == 1 else f"{name} x{a.kernel_scale:g}", architecture=label,
+                       z_dim=z_dim, parameters=sum(t.numel() for t in prior.parameters()), train_kernels=len(train),
                        heldout_kernels=len(held), steps=a.steps if arch else "",
                        heldout_iwae=round(score(prior, held, a.iwae_samples, a.seed + 1), 3),
                        train_iwae=round(score(prior, train[:a.score_train], a.iwae_samples, a.seed + 1), 3),
@@ -99,8 +105,10 @@ def main(argv: list[str] | None = None) -> None:
                 writer.writerow(row)
             if arch:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", "kernels_of": name,
-                                    "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed}
-                prior.save_pretrained(out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}")
+                                    "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
+                                    "kernel_scale": a.kernel_scale}
+                scale = "" if a.kernel_scale == 1 else f"-x{a.kernel_scale:g}"
+                prior.save_pretrained(out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}{scale}")
 
 
 if __name__ == "__main__":
