@@ -325,7 +325,8 @@ def test_dense_vae_refit_at_a_kernel_scale_records_it(notmnist_build, tmp_path):
             "--score-train", "8"]
     refit(["--out", str(tmp_path / "x1"), *args])
     refit(["--out", str(tmp_path / "x3"), *args, "--kernel-scale", "3"])
-    fitted = {d: DWPrior.from_folder(tmp_path / d / f"notmnist-7x7-vae-5{'-x3' if d == 'x3' else ''}") for d in ("x1", "x3")}
+    fitted = {"x1": DWPrior.from_folder(tmp_path / "x1" / "notmnist-7x7-vae-5"),
+              "x3": DWPrior.from_folder(tmp_path / "x3" / "notmnist-7x7-vae-5-x3")}
     assert fitted["x3"].provenance["kernel_scale"] == 3.0 and fitted["x1"].provenance["kernel_scale"] == 1.0
     rows = [(tmp_path / d / "fits.csv").read_text().splitlines()[1].split(",") for d in ("x1", "x3")]
     assert rows[1][0].endswith(" x3") and not rows[0][0].endswith(" x3")
