@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_tiny_notmnist_build_writes_loadable_priors_with_provenance(notmnist_bui
         assert 0 < p["kernels_kept"] <= p["kernels_total"]
         assert p["kernels_train"] + p["kernels_heldout"] == p["kernels_kept"]
         assert np.isfinite(p["heldout_iwae_loglik"]) and p["iwae_samples"] == 20
-        assert p["epochs"] == 2 and p["vae_training"].startswith("2 epochs")
+        assert p["epochs"] == 2 and p["vae_kernel_repeats"] == 1 and p["vae_training"].startswith("2 epochs, batch")
         kernels = load_file(folder / KERNELS_NAME)
         assert kernels["train"].shape[1:] == (k, k) and kernels["heldout"].shape[1:] == (k, k)
         assert len(kernels["heldout"]) == p["kernels_heldout"]
@@ -234,14 +235,17 @@ def test_source_settings_parse_every_field_type():
         with_source_settings(RECIPES["notmnist-5x5"], {"init": "he"})
 
 
-def test_vae_epochs_rise_to_the_step_floor_only_for_small_kernel_sets():
+def test_vae_epochs_repeat_small_kernel_sets_up_to_the_step_floor():
     from training.recipes import RECIPES
 
     r = RECIPES["notmnist-7x7"]  # 300 epochs, batch 128, at least 10,000 steps
-    assert r.vae_epochs_for(757) == 1667  # 6 steps an epoch: 300 epochs would be 1,800 steps
-    assert r.vae_epochs_for(290_000) == 300  # 2,266 steps an epoch: the recipe's epochs already exceed the floor
-    assert r.vae_epochs_for(1) == 10_000
-    assert r.tiny().vae_epochs_for(757) == 2  # tiny builds stay seconds long
+    for n in (1, 200, 757, 4_000):
+        repeats = r.vae_repeats_for(n)
+        assert r.vae_epochs * math.ceil(repeats * n / r.vae_batch_size) >= r.vae_min_steps
+        assert (repeats - 1) * n < math.ceil(r.vae_min_steps / r.vae_epochs) * r.vae_batch_size  # no copy to spare
+    assert r.vae_repeats_for(757) == 6  # 6 steps an epoch alone: 300 epochs would be 1,800 steps
+    assert r.vae_repeats_for(290_000) == 1  # 2,266 steps an epoch: the recipe's epochs already pass the floor
+    assert r.tiny().vae_repeats_for(757) == 1  # tiny builds stay seconds long
 
 
 def test_xavier_source_init_is_xavier_normal_and_changes_only_weights():

@@ -178,14 +178,14 @@ class Build:
         prior = DWPrior.for_kernel_size(recipe.kernel_size, domain=recipe.domain, z_dim=recipe.z_dim,
                                         architecture=recipe.architecture)
         objective = loops.NegativeELBO(prior)
-        epochs = recipe.vae_epochs_for(len(train))
-        spec = loops.LoopSpec(epochs, recipe.vae_batch_size, recipe.vae_lr, self.seed,
+        repeats = recipe.vae_repeats_for(len(train))
+        spec = loops.LoopSpec(recipe.vae_epochs, recipe.vae_batch_size, recipe.vae_lr, self.seed,
                               f"VAE {recipe.name} z_dim {prior.config.z_dim}")
         tag = "" if recipe.architecture is None else f"{recipe.architecture}-"
         checkpoint = work / f"vae-{tag}z{prior.config.z_dim}.partial.safetensors"
-        stats = loops.run_training(self.accelerator, objective, (train,), spec, checkpoint, loops.elbo_loss,
-                                   self.progress)
-        stats["epochs"] = epochs
+        stats = loops.run_training(self.accelerator, objective, (train.repeat(repeats, 1, 1),), spec, checkpoint,
+                                   loops.elbo_loss, self.progress)
+        stats["kernel_repeats"] = repeats
         return self.accelerator.unwrap_model(objective).prior.cpu().eval(), stats
 
     def select_prior(self, recipe: PriorRecipe, train: torch.Tensor,
@@ -292,7 +292,7 @@ class Build:
                 train = train[torch.randperm(len(train), generator=g)[:recipe.max_train_kernels]]
             prior, stats, heldout, selection = self.select_prior(recipe, train, heldout)
             metrics = self.evaluate(recipe, prior, train, heldout)
-            metrics.update({"kernels_kept": float(kmeta["kernels_kept"]), "epochs": float(stats["epochs"]),
+            metrics.update({"kernels_kept": float(kmeta["kernels_kept"]), "epochs": float(recipe.vae_epochs),
                             "train_seconds": round(stats["seconds"], 1)})
             if isinstance(recipe.source, CheckpointSources):
                 metrics["num_source_nets"] = float(len(checkpoints))
@@ -419,10 +419,13 @@ class Build:
     def _vae_provenance(self, recipe: PriorRecipe, metrics: dict[str, float], stats: dict,
                         build_seconds: float) -> dict[str, Any]:
         """What every build records of its VAE, its scores and the machine, however its kernels were gathered."""
+        copies = stats["kernel_repeats"]
+        over = f" over {copies} copies of the kernels" if copies > 1 else ""
         return {
-            "vae_training": f"{stats['epochs']} epochs, batch {recipe.vae_batch_size}, Adam lr {recipe.vae_lr:g} "
-                            "decaying linearly to 0, maximising the ELBO (eq. 4)",
-            "epochs": stats["epochs"],
+            "vae_training": f"{recipe.vae_epochs} epochs{over}, batch {recipe.vae_batch_size}, Adam lr "
+                            f"{recipe.vae_lr:g} decaying linearly to 0, maximising the ELBO (eq. 4)",
+            "epochs": recipe.vae_epochs,
+            "vae_kernel_repeats": stats["kernel_repeats"],
             "heldout_elbo": round(metrics["heldout_elbo"], 4),
             "heldout_iwae_loglik": round(metrics["heldout_iwae_loglik"], 4),
             "iwae_samples": recipe.iwae_samples,

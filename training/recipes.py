@@ -64,7 +64,8 @@ class PriorRecipe:
     source: SourceRecipe | CheckpointSources
     layers: tuple[str, ...]  # of the source nets trained here; every k×k layer of checkpoints
     vae_epochs: int
-    # A floor on the VAE's optimiser steps: epochs are raised until they give at least this many. 300 epochs of
+    # A floor on the VAE's optimiser steps: each epoch passes over enough copies of the training kernels to give at
+    # least this many in ``vae_epochs`` epochs. 300 epochs of
     # 757 kernels are 1,800 steps, after which the 7x7 decoder means had collapsed to nearly one blob (held-out
     # IWAE 83.44 nats); 10,000 steps gave 87.91 and varied samples (training/results/runs, issue #12).
     vae_min_steps: int = 10_000
@@ -84,10 +85,12 @@ class PriorRecipe:
         return replace(self, source=self.source.tiny(), vae_epochs=2, vae_min_steps=0, max_train_kernels=2000,
                        iwae_samples=20, iwae_kernels=50, tiny_build=True)
 
-    def vae_epochs_for(self, train_kernels: int) -> int:
-        """The VAE's epochs on `train_kernels` kernels: ``vae_epochs``, raised to reach ``vae_min_steps`` steps."""
-        steps_per_epoch = max(1, math.ceil(train_kernels / self.vae_batch_size))
-        return max(self.vae_epochs, math.ceil(self.vae_min_steps / steps_per_epoch))
+    def vae_repeats_for(self, train_kernels: int) -> int:
+        """How many copies of the `train_kernels` kernels one VAE epoch passes over: 1, or enough for ``vae_epochs``
+        epochs to take at least ``vae_min_steps`` steps (whole epochs of a few steps each would spend most of
+        their time on per-epoch overhead)."""
+        steps_per_epoch = math.ceil(self.vae_min_steps / self.vae_epochs)
+        return max(1, math.ceil(steps_per_epoch * self.vae_batch_size / max(1, train_kernels)))
 
 
 NOTMNIST_FCONV = SourceRecipe("notmnist-fconv", "notmnist-style", "fconv-mnist", (256, 128), num_nets=16,
