@@ -65,9 +65,9 @@ class PriorRecipe:
     layers: tuple[str, ...]  # of the source nets trained here; every k×k layer of checkpoints
     vae_epochs: int
     # A floor on the VAE's optimiser steps: each epoch passes over enough copies of the training kernels to give at
-    # least this many in ``vae_epochs`` epochs. 300 epochs of
-    # 757 kernels are 1,800 steps, after which the 7x7 decoder means had collapsed to nearly one blob (held-out
-    # IWAE 83.44 nats); 10,000 steps gave 87.91 and varied samples (training/results/runs, issue #12).
+    # least this many in ``vae_epochs`` epochs. 300 epochs of 757 kernels are 1,800 steps, after which the 7x7
+    # decoder means had collapsed to nearly one blob (held-out IWAE 83.44 nats); 10,000 steps gave 87.91 and varied
+    # samples (training/results/runs, issue #12).
     vae_min_steps: int = 10_000
     max_train_kernels: int = 100_000  # random subset of the kept training kernels the VAE sees
     vae_batch_size: int = 128
