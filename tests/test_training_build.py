@@ -17,6 +17,7 @@ from dwp_hub import DWPrior
 from dwp_hub.prior_folder import KERNELS_NAME, WEIGHTS_NAME
 from training.__main__ import cli
 from training.build import install_bundled
+from training.checkpoint import load_tensors, read_meta
 
 
 def build(out, *names, extra=()):
@@ -226,13 +227,16 @@ def test_source_settings_parse_every_field_type():
     from training.recipes import RECIPES, with_source_settings
 
     recipe = with_source_settings(RECIPES["notmnist-5x5"], {"widths": "256,512", "epochs": "20", "l2": "0",
-                                                            "init": "xavier"})
+                                                            "init": "xavier", "l2_on": "features"})
     s = recipe.source
-    assert (s.widths, s.epochs, s.l2, s.init, s.name) == ((256, 512), 20, 0.0, "xavier",
-                                                          "notmnist-fconv-epochs20-initxavier-l20-widths256x512")
+    assert (s.widths, s.epochs, s.l2, s.init, s.l2_on, s.name) == (
+        (256, 512), 20, 0.0, "xavier", "features", "notmnist-fconv-epochs20-initxavier-l20-l2_onfeatures-widths256x512")
     assert s.num_nets == RECIPES["notmnist-5x5"].source.num_nets  # the rest is the recipe's
+    assert RECIPES["notmnist-5x5"].source.l2_on == "weights"
     with pytest.raises(ValueError, match="init='he'"):
         with_source_settings(RECIPES["notmnist-5x5"], {"init": "he"})
+    with pytest.raises(ValueError, match="l2_on='classifier'"):
+        with_source_settings(RECIPES["notmnist-5x5"], {"l2_on": "classifier"})
 
 
 def test_vae_epochs_repeat_small_kernel_sets_up_to_the_step_floor():
@@ -338,3 +342,38 @@ def test_dense_vae_refit_at_a_kernel_scale_records_it(notmnist_build, tmp_path):
     # same seed and steps: only the kernels the VAE saw differ
     w1, w3 = fitted["x1"].state_dict(), fitted["x3"].state_dict()
     assert any(not torch.equal(w1[k], w3[k]) for k in w1)
+
+
+def test_dense_vae_fits_a_kernel_set_file_after_dropping_its_dead_kernels(tmp_path):
+    from training.checkpoint import save_tensors
+    from training.experiments.dense_vae import main as refit
+
+    # A kernel set as a GPU build of the paper's protocol leaves it: most kernels near zero, a few used ones.
+    g = torch.Generator().manual_seed(0)
+    used = lambda n: torch.randn(n, 7, 7, generator=g) / 7  # noqa: E731  norm ~1
+    dead = lambda n: torch.randn(n, 7, 7, generator=g) * 1e-6  # noqa: E731
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.cat([dead(300), used(40)]),
+                                                           "heldout": torch.cat([dead(150), used(12)])}, {})
+    refit(["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"paper-7x7={path}", "--architectures",
+           "dense", "--steps", "5", "--batch", "8", "--iwae-samples", "4", "--score-train", "8"])
+    prior = DWPrior.from_folder(tmp_path / "fit" / "paper-7x7-dense-5")
+    assert prior.kernel_size == 7 and prior.config.architecture == "dwp-dense-7x7"
+    assert prior.provenance["kernels_kept"] == 52 and prior.provenance["kernels_in_file"] == 502
+    row = (tmp_path / "fit" / "fits.csv").read_text().splitlines()[1].split(",")
+    assert row[0] == "paper-7x7" and row[4:6] == ["40", "12"]  # train and held-out kernels after the threshold
+
+
+def test_mixed_precision_and_conv_only_l2_are_recorded_per_net_and_in_the_provenance(tmp_path):
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # one process, one precision: the CLI is a fresh process each time
+    try:
+        build(tmp_path, "notmnist-7x7", extra=("--mixed-precision", "bf16", "--source-set", "l2_on=features"))
+    finally:
+        AcceleratorState._reset_state(True)
+    nets = sorted((tmp_path / "work" / "sources").glob("*/net-*.safetensors"))
+    assert nets and all(read_meta(p)["mixed_precision"] == "bf16" and read_meta(p)["l2_on"] == "features" for p in nets)
+    assert load_tensors(nets[0])[0]["features.0.weight"].dtype == torch.float32  # autocast: the weights stay float32
+    prov = DWPrior.from_folder(tmp_path / "notmnist-7x7").provenance
+    assert prov["source_mixed_precision"] == ["bf16"] and prov["device"].endswith("bf16 autocast")
+    assert "the conv layers' weights and biases" in prov["source_training"]

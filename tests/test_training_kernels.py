@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from accelerate import Accelerator
 
@@ -32,6 +33,23 @@ def test_threshold_also_finds_a_majority_of_dead_kernels():
     norms = lognormal_norms(rng, [(-5.0, 7000), (-1.5, 3000)])
     t = choose_threshold(norms)
     assert t.method.startswith("trough") and (norms >= t.value).sum() == 3000
+
+
+def test_threshold_keeps_the_highest_norm_mode_above_several_dead_modes():
+    # As the paper's source protocol leaves them (L2 on the conv layers, 100 epochs): most kernels dead, in modes
+    # spread over decades; the used ones ~9%, alone at the top. A dead mode's bumps are no trough to cut at.
+    rng = np.random.default_rng(3)
+    norms = lognormal_norms(rng, [(-6.0, 3000), (-4.5, 2000), (-3.0, 1200), (0.0, 600)])
+    t = choose_threshold(norms)
+    assert t.method.startswith("trough")
+    assert (norms >= t.value).sum() == 600
+
+
+def test_threshold_keeps_a_used_mode_with_a_shallow_bump():
+    rng = np.random.default_rng(4)
+    norms = lognormal_norms(rng, [(-5.0, 3000), (-1.3, 3000), (-0.8, 2000)])
+    t = choose_threshold(norms)
+    assert (norms >= t.value).sum() == 5000
 
 
 def test_threshold_without_a_trough_drops_only_the_tiny_tail():
@@ -148,3 +166,29 @@ def test_training_keeps_no_epoch_data_alive(tmp_path):
         loops.TensorDataset.__init__ = original
     gc.collect()
     assert len(copies) == 10 and all(ref() is None for ref in copies)  # 5 epochs × (x, y), none alive
+
+
+def test_l2_on_features_penalises_the_conv_layers_biases_included_and_not_the_classifier():
+    from training.source_nets import build_source_net
+
+    net = build_source_net("fconv-mnist", (2, 3), 10, (1, 28, 28))
+    batch = (torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))
+    ce = loops.classifier_loss(0.0)(net, batch)
+    conv = sum(p.pow(2).sum() for p in net.features.parameters())
+    weights = sum(p.pow(2).sum() for p in net.parameters() if p.dim() > 1)
+    assert torch.allclose(loops.classifier_loss(0.5, "features")(net, batch), ce + 0.5 * conv)
+    assert torch.allclose(loops.classifier_loss(0.5)(net, batch), ce + 0.5 * weights)
+    loops.classifier_loss(1.0, "features")(net, batch).backward()
+    assert net.classifier.weight.grad.abs().sum() > 0  # from the cross-entropy only:
+    ce_grad = torch.autograd.grad(loops.classifier_loss(0.0)(net, batch), net.classifier.weight)[0]
+    assert torch.allclose(net.classifier.weight.grad, ce_grad)
+    with pytest.raises(ValueError, match="features"):
+        loops.classifier_loss(1.0, "features")(torch.nn.Linear(3, 2), (torch.zeros(1, 3), torch.zeros(1, dtype=torch.long)))
+    with pytest.raises(ValueError, match="unknown L2 scope"):
+        loops.classifier_loss(1.0, "all")
+
+
+def test_threshold_reads_no_modes_into_a_few_kernels():
+    rng = np.random.default_rng(5)
+    norms = lognormal_norms(rng, [(-0.3, 16)])
+    assert choose_threshold(norms).method.startswith("no trough")

@@ -49,16 +49,22 @@ def cli() -> None:
 @click.option("--domain", default=None, help="With --checkpoint: the prior's domain (default: NAME without -KxK).")
 @click.option("--source-set", "source_set", multiple=True, metavar="FIELD=VALUE",
               help="Change a field of the recipe's source nets (widths, num_nets, heldout_nets, epochs, batch_size, l2, "
-                   "lr, init=default|xavier), e.g. l2=1e-4 or widths=256,512; repeatable. For ablations: the nets get "
-                   "their own name.")
+                   "l2_on=weights|features, lr, init=default|xavier), e.g. l2=1e-4 or widths=256,512; repeatable. "
+                   "For ablations: the nets get their own name.")
 @click.option("--sources-only", is_flag=True,
               help="Only train the source nets (and stop). Several such processes on one --out share the work.")
+@click.option("--mixed-precision", type=click.Choice(["no", "bf16"]), default="no", show_default=True,
+              help="bf16 autocast for source nets and VAEs (Accelerate's mixed precision; weights and Adam stay "
+                   "float32): ~2x faster convs on a recent GPU. Recorded per source net and in the provenance.")
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
           z_dim: int | None, dense: bool, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None,
-          source_set: tuple[str, ...], sources_only: bool, install: bool, no_progress: bool) -> None:
+          source_set: tuple[str, ...], sources_only: bool, mixed_precision: str, install: bool,
+          no_progress: bool) -> None:
     """Build the priors NAMES (see `python -m training list`), or one prior NAME from --checkpoint networks."""
+    from accelerate import Accelerator
+
     from .build import Build, install_bundled
 
     recipes = {}
@@ -92,7 +98,7 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
             raise click.BadParameter(str(e), param_hint="--source-set") from None
     out = out or (f"build/ablate-{source_settings_suffix(settings)}" if settings else "build/dense" if dense else "build")
     b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
-              progress=not no_progress, z_dim=z_dim, dense=dense)
+              progress=not no_progress, z_dim=z_dim, dense=dense, accelerator=Accelerator(mixed_precision=mixed_precision))
     for name in names:
         if sources_only:
             nets = b.sources(name, recipes.get(name))

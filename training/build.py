@@ -141,12 +141,12 @@ class Build:
         spec = loops.LoopSpec(src.epochs, src.batch_size, src.lr, seed, f"source {src.name} seed {seed}")
         partial = path.with_name(path.name.replace(".safetensors", ".partial.safetensors"))
         stats = loops.run_training(self.accelerator, model, data.train.tensors, spec, partial,
-                                   loops.classifier_loss(src.l2), self.progress)
+                                   loops.classifier_loss(src.l2, src.l2_on), self.progress)
         net = self.accelerator.unwrap_model(model)
         test_acc = loops.accuracy(self.accelerator, net, data.test)
         train_acc = loops.accuracy(self.accelerator, net, _subset(data.train, 10_000))
         meta = {"arch": src.arch, "widths": list(src.widths), "seed": seed, "epochs": src.epochs, "l2": src.l2,
-                "init": src.init,
+                "l2_on": src.l2_on, "init": src.init, "mixed_precision": self.accelerator.mixed_precision,
                 "dataset": src.dataset, "test_accuracy": test_acc, "train_accuracy": train_acc,
                 "train_seconds": stats["seconds"], "final_loss": stats["final_loss"]}
         self.accelerator.wait_for_everyone()
@@ -391,13 +391,16 @@ class Build:
             "source_widths": list(src.widths),
             "source_layers": list(recipe.layers),
             "source_training": f"{src.epochs} epochs, batch {src.batch_size}, Adam lr {src.lr:g} decaying linearly to 0, "
-                               f"L2 {src.l2:g} x sum of squared weights added to the cross-entropy, "
+                               f"L2 {src.l2:g} x sum of squares of "
+                               + ("all weights" if src.l2_on == "weights" else "the conv layers' weights and biases")
+                               + " added to the cross-entropy, "
                                f"{'Xavier-normal' if src.init == 'xavier' else 'PyTorch default'} initial weights",
             "num_source_nets": len(nets),
             "source_seeds": [m["seed"] for m in net_meta],
             "heldout_source_nets": kmeta["heldout_nets"],
             "source_test_accuracy": [round(a, 4) for a in accs],
             "source_test_accuracy_mean": round(float(np.mean(accs)), 4),
+            "source_mixed_precision": sorted({m.get("mixed_precision", "no") for m in net_meta}),
             **_kernel_set_provenance(kmeta, n_train),
             "source_train_seconds": round(sum(m["train_seconds"] for m in net_meta), 1),
             "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}"
@@ -437,7 +440,8 @@ class Build:
             "vae_train_seconds": round(stats["seconds"], 1),
             "build_seconds_this_run": round(build_seconds, 1),
             "device": f"{self.accelerator.device} x{self.accelerator.num_processes} "
-                      f"({torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'})",
+                      f"({torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'})"
+                      + ("" if self.accelerator.mixed_precision == "no" else f", {self.accelerator.mixed_precision} autocast"),
             "dwp_hub_version": dwp_hub.__version__,
             "torch_version": torch.__version__,
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),

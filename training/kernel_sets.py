@@ -2,9 +2,10 @@
 
 With L2 regularisation many kernels of a source net shrink towards zero: they do not affect predictions
 (Molchanov et al., 2017) but would crowd the prior's training set with noise. The norm threshold is read
-off the histogram of log10 norms — the trough between the mode of near-zero kernels and the mode of
-used ones. If the histogram has no such trough (one mode only), kernels below 1/10 of the median norm
-are dropped instead. The method, the threshold and the counts are recorded.
+off the histogram of log10 norms — the trough between the mode of used kernels (the highest-norm one) and the
+near-zero kernels below it, which long training spreads over several decades and modes. If the histogram has no
+such trough (one mode only), kernels below 1/10 of the median norm are dropped instead. The method, the threshold
+and the counts are recorded.
 
 Kernels are split by source network: all kernels of the held-out nets form the held-out set, so the
 held-out log-likelihood measures how well a prior generalises to a network it has not seen.
@@ -26,6 +27,7 @@ SMOOTH_BINS = 5
 MIN_TROUGH_DEPTH = 0.5  # the trough must be below half of the smaller of the two peaks around it
 FALLBACK_FRACTION_OF_MEDIAN = 0.1
 MIN_PEAK_HEIGHT = 0.1  # a mode counts if its smoothed height is at least this fraction of the main mode's
+MIN_PEAK_KERNELS = 3.0  # … and at least this many kernels a bin (smoothed): a few dozen kernels make no modes
 
 
 @dataclass
@@ -49,14 +51,17 @@ def choose_threshold(norms: np.ndarray) -> Threshold:
     smooth = np.convolve(counts, np.ones(SMOOTH_BINS) / SMOOTH_BINS, mode="same")
     padded = np.concatenate([[-np.inf], smooth, [-np.inf]])
     peaks = [i for i in range(HIST_BINS) if padded[i + 1] > padded[i] and padded[i + 1] >= padded[i + 2]
-             and smooth[i] >= MIN_PEAK_HEIGHT * smooth.max()]
-    if len(peaks) >= 2:
-        lo, hi = sorted(sorted(peaks, key=lambda i: smooth[i])[-2:])  # the two highest modes, in norm order
-        trough = lo + int(np.argmin(smooth[lo:hi + 1]))
-        if smooth[trough] < MIN_TROUGH_DEPTH * min(smooth[lo], smooth[hi]):
+             and smooth[i] >= max(MIN_PEAK_HEIGHT * smooth.max(), MIN_PEAK_KERNELS)]
+    # The used kernels are the highest-norm mode. Scan down from it for the first mode with a deep trough between:
+    # modes above that trough are bumps of the used kernels, modes below it are near-zero kernels (long L2 training
+    # spreads those over several decades, in several modes).
+    top = peaks[-1] if peaks else 0
+    for lo in reversed(peaks[:-1]):
+        trough = lo + int(np.argmin(smooth[lo:top + 1]))
+        if smooth[trough] < MIN_TROUGH_DEPTH * min(smooth[lo], smooth[trough:top + 1].max()):
             value = float(10 ** ((edges[trough] + edges[trough + 1]) / 2))
             return Threshold(value, f"trough of the log10-norm histogram ({HIST_BINS} bins, smoothed over "
-                                    f"{SMOOTH_BINS}) between the small-norm mode and the mode of used kernels")
+                                    f"{SMOOTH_BINS}) below the mode of used kernels (the highest-norm mode)")
     value = float(FALLBACK_FRACTION_OF_MEDIAN * np.median(norms))
     return Threshold(value, f"no trough in the log10-norm histogram: {FALLBACK_FRACTION_OF_MEDIAN:g} x median norm")
 

@@ -90,12 +90,34 @@ def run_training(accelerator: Accelerator, objective: nn.Module, tensors: tuple[
     return {"seconds": seconds + time.monotonic() - t0, "final_loss": last_loss}
 
 
-def classifier_loss(l2: float) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
-    """Cross-entropy plus `l2` × the sum of squared weights (not biases or norm parameters): the paper's L2."""
+L2_SCOPES = ("weights", "features")
+
+
+def l2_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
+    """The parameters an L2 penalty of `scope` covers.
+
+    "weights": every weight matrix and kernel (not biases or norm parameters), classifier included.
+    "features": every parameter of ``model.features``, biases included, and nothing of the classifier: what the
+    original implementation's source-net training penalised (``net.features.parameters()``).
+    """
+    if scope == "weights":
+        return [p for p in model.parameters() if p.dim() > 1]
+    if scope == "features":
+        features = getattr(getattr(model, "module", model), "features", None)  # .module: under DDP
+        if not isinstance(features, nn.Module):
+            raise ValueError(f"L2 on 'features' needs a model with a .features module; {type(model).__name__} has none")
+        return list(features.parameters())
+    raise ValueError(f"unknown L2 scope {scope!r}; known: {', '.join(L2_SCOPES)}")
+
+
+def classifier_loss(l2: float, scope: str = "weights") -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
+    """Cross-entropy plus `l2` × the sum of squares of the parameters `scope` covers (see ``l2_parameters``)."""
+    if scope not in L2_SCOPES:
+        raise ValueError(f"unknown L2 scope {scope!r}; known: {', '.join(L2_SCOPES)}")
 
     def loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y = batch
-        penalty = sum(p.pow(2).sum() for n, p in model.named_parameters() if p.dim() > 1)
+        penalty = sum(p.pow(2).sum() for p in l2_parameters(model, scope))
         return F.cross_entropy(model(x), y) + l2 * penalty
 
     return loss

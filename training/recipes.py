@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from .loops import L2_SCOPES
 from .source_nets import RESNET_CIFAR_3X3_LAYERS, SOURCE_INITS
 
 
@@ -25,6 +26,9 @@ class SourceRecipe:
     epochs: int
     batch_size: int = 128
     l2: float = 1e-3  # coefficient of the sum of squared weights added to the loss (paper: 1e-3 notMNIST, 1e-4 CIFAR)
+    # What the L2 term covers (training/loops.py): "weights", every weight of the net, or "features", the conv
+    # layers' weights and biases and not the classifier, as the original implementation's train-net.py.
+    l2_on: str = "weights"
     lr: float = 1e-3
     # Initial weights: "default" (PyTorch's layer init) or "xavier" (Xavier-normal conv and linear weights, as the
     # original implementation's source nets). PyTorch's init gives a 1-channel 7x7 conv kernels of norm 0.58,
@@ -157,7 +161,8 @@ def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int 
                        vae_epochs=CHECKPOINT_VAE_EPOCHS[k], z_dim=z_dim)
 
 
-SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "lr", "init")
+SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "l2_on", "lr", "init")
+TEXT_SOURCE_FIELDS = {"init": SOURCE_INITS, "l2_on": L2_SCOPES}
 TINY_SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size")  # what SourceRecipe.tiny() sets
 
 
@@ -172,11 +177,11 @@ def with_source_settings(recipe: PriorRecipe, settings: dict[str, str]) -> Prior
     for key, value in settings.items():
         if key not in SOURCE_FIELDS:
             raise ValueError(f"unknown source setting {key!r}; known: {', '.join(SOURCE_FIELDS)}")
-        if key == "init" and value not in SOURCE_INITS:
-            raise ValueError(f"source setting init={value!r}: known: {', '.join(SOURCE_INITS)}")
+        if key in TEXT_SOURCE_FIELDS and value not in TEXT_SOURCE_FIELDS[key]:
+            raise ValueError(f"source setting {key}={value!r}: known: {', '.join(TEXT_SOURCE_FIELDS[key])}")
         try:
-            changes[key] = (tuple(int(v) for v in value.split(",")) if key == "widths" else value if key == "init" else
-                            float(value) if key in ("l2", "lr") else int(value))
+            changes[key] = (tuple(int(v) for v in value.split(",")) if key == "widths" else
+                            value if key in TEXT_SOURCE_FIELDS else float(value) if key in ("l2", "lr") else int(value))
         except ValueError:
             raise ValueError(f"source setting {key}={value!r}: not a valid value") from None
     source = replace(recipe.source, name=f"{recipe.source.name}-{source_settings_suffix(settings)}", **changes)

@@ -12,6 +12,10 @@ held-out kernels by IWAE (appendix B). The bundled prior itself, fitted to its f
 scored beside them. Each fitted prior is saved as a prior folder under ``--out`` (usable by
 ``--prior7``/``--prior5`` of the experiments and ``bench_kl.py --alt-priors``), with one CSV row per fit appended
 to ``fits.csv``.
+
+``--kernel-set NAME=FILE`` fits a build's kernel set instead (a ``work/<prior>/kernels.safetensors`` of
+``python -m training build``, e.g. one built on another machine): its kernels are filtered again by the build's
+norm threshold (training/kernel_sets.py; the current rule), and the fits are saved as ``NAME-<architecture>-<steps>``.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from dwp_hub import DWPrior
+from training.kernel_sets import choose_threshold
 
 COLUMNS = ["prior", "architecture", "z_dim", "parameters", "train_kernels", "heldout_kernels", "steps",
            "heldout_iwae", "train_iwae", "fit_seconds"]
@@ -54,6 +60,18 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
     return time.monotonic() - t0
 
 
+def kernel_set(path: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Train and held-out kernels of a build's kernel-set file, filtered again by the build's norm threshold."""
+    with safe_open(str(path), "pt") as f:
+        train, held = f.get_tensor("train"), f.get_tensor("heldout")
+    norms = torch.cat([train, held]).flatten(1).norm(dim=1)
+    t = choose_threshold(norms.numpy())
+    keep = lambda k: k[k.flatten(1).norm(dim=1) >= t.value]  # noqa: E731
+    record = {"kernel_set": str(path), "threshold": t.value, "threshold_method": t.method,
+              "kernels_in_file": len(norms), "kernels_kept": int((norms >= t.value).sum())}
+    return keep(train), keep(held), record
+
+
 def score(prior: DWPrior, kernels: torch.Tensor, samples: int, seed: int) -> float:
     """Mean IWAE log-likelihood (nats per kernel) with `samples` importance samples."""
     return prior.log_prob(kernels, samples, generator=torch.Generator().manual_seed(seed), progress=False).mean().item()
@@ -62,7 +80,11 @@ def score(prior: DWPrior, kernels: torch.Tensor, samples: int, seed: int) -> flo
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="folder for the fitted priors and fits.csv")
-    p.add_argument("--priors", default="dwp/notmnist-7x7,dwp/notmnist-5x5", help="bundled priors, comma-separated")
+    p.add_argument("--priors", default="dwp/notmnist-7x7,dwp/notmnist-5x5",
+                   help="bundled priors, comma-separated ('' for none)")
+    p.add_argument("--kernel-set", action="append", default=[], metavar="NAME=FILE",
+                   help="fit a build's kernel-set file under NAME (repeatable; see above)")
+    p.add_argument("--domain", default="notmnist", help="domain of the priors fitted to --kernel-set files")
     p.add_argument("--architectures", default="vae,dense", help="which to fit: vae (the paper's), dense, or both")
     p.add_argument("--steps", type=int, default=40_000)
     p.add_argument("--batch", type=int, default=128)
@@ -79,19 +101,30 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "fits.csv"
-    for name in a.priors.split(","):
+    sources = []  # (name, train, held, domain, z_dim, the bundled prior or None, kernel-set record)
+    for name in filter(None, a.priors.split(",")):
         bundled = DWPrior.from_pretrained(name)
-        train = bundled.source_kernels("train") * a.kernel_scale
-        held = bundled.source_kernels("heldout") * a.kernel_scale
-        k, z_dim = bundled.kernel_size, bundled.config.z_dim
-        candidates = [(f"{bundled.config.architecture} (bundled)", bundled, None)]
+        sources.append((name, bundled.source_kernels("train"), bundled.source_kernels("heldout"),
+                        bundled.config.domain, bundled.config.z_dim, bundled, {}))
+    for item in a.kernel_set:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            p.error(f"--kernel-set {item!r}: give NAME=FILE")
+        train, held, record = kernel_set(Path(path))
+        print(f"{name}: {record['kernels_kept']} of {record['kernels_in_file']} kernels kept "
+              f"(threshold {record['threshold']:.3g}); train {len(train)}, held out {len(held)}", flush=True)
+        sources.append((name, train, held, a.domain, None, None, record))
+    for name, train, held, domain, z_dim, bundled, record in sources:
+        train, held = train * a.kernel_scale, held * a.kernel_scale
+        k = train.shape[-1]
+        candidates = [(f"{bundled.config.architecture} (bundled)", bundled, None)] if bundled else []
         for arch in (f"dwp-{family}-{k}x{k}" for family in a.architectures.split(",")):
-            candidates.append((arch, DWPrior.for_kernel_size(k, bundled.config.domain, z_dim=z_dim, architecture=arch),
-                               arch))
+            prior = DWPrior.for_kernel_size(k, domain, z_dim=z_dim, architecture=arch)
+            candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
             seconds = fit(prior, train, a.steps, a.batch, a.lr, a.seed) if arch else float("nan")
             row = dict(prior=name if a.kernel_scale == 1 else f"{name} x{a.kernel_scale:g}", architecture=label,
-                       z_dim=z_dim, parameters=sum(t.numel() for t in prior.parameters()), train_kernels=len(train),
+                       z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()), train_kernels=len(train),
                        heldout_kernels=len(held), steps=a.steps if arch else "",
                        heldout_iwae=round(score(prior, held, a.iwae_samples, a.seed + 1), 3),
                        train_iwae=round(score(prior, train[:a.score_train], a.iwae_samples, a.seed + 1), 3),
@@ -106,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             if arch:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", "kernels_of": name,
                                     "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
-                                    "kernel_scale": a.kernel_scale}
+                                    "kernel_scale": a.kernel_scale, **record}
                 scale = "" if a.kernel_scale == 1 else f"-x{a.kernel_scale:g}"
                 prior.save_pretrained(out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}{scale}")
 

@@ -4,11 +4,12 @@
 
 One notMNIST-style source net (training/recipes.py's ``notmnist-fconv`` recipe: the paper's 7×7 → 5×5 net,
 Adam with a linear decay, cross-entropy + l2·Σw²) per L2 value, the same seed and batch order for each;
-``--widths``, ``--init``, ``--lr`` and ``--batch-size`` change the recipe's.
+``--widths``, ``--init``, ``--lr``, ``--batch-size`` and ``--l2-on`` change the recipe's.
 After every epoch (and at init) it records test accuracy and the L2 norms of the 7×7 (first layer) and
-5×5 (second layer) kernels: mean, median and quartiles. The authors' priors sample 7×7 kernels of mean norm
+5×5 (second layer) kernels: mean, median and quartiles, and the fraction kept by the kernel-set threshold
+(training/kernel_sets.py) with the mean norm of those kept. The authors' priors sample 7×7 kernels of mean norm
 0.949 and 5×5 kernels of 0.121 (python -m training.compare_priors); ours 0.218 and 0.038.
-Rows append to ``norms.csv``; a rerun skips the (l2, init, lr, batch size, epoch, widths) rows already there.
+Rows append to ``norms.csv``; a rerun skips the (l2, l2_on, init, lr, batch size, epoch, widths) rows already there.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from pathlib import Path
 import torch
 
 from training.datasets import load_image_data
-from training.loops import classifier_loss
+from training.kernel_sets import choose_threshold
+from training.loops import L2_SCOPES, classifier_loss
 from training.recipes import NOTMNIST_FCONV
 from training.source_nets import SOURCE_INITS, build_source_net
 
 from .records import append_rows
 
-COLUMNS = ["l2", "init", "lr", "batch_size", "epoch", "widths", "test_accuracy", "layer", "mean_norm", "q25", "median",
-           "q75", "seconds"]
+COLUMNS = ["l2", "l2_on", "init", "lr", "batch_size", "epoch", "widths", "test_accuracy", "layer", "mean_norm", "q25",
+           "median", "q75", "kept_fraction", "mean_norm_kept", "seconds"]
 
 
 def kernel_norms(net: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", choices=SOURCE_INITS, default=NOTMNIST_FCONV.init)
     p.add_argument("--lr", type=float, default=NOTMNIST_FCONV.lr)
     p.add_argument("--batch-size", type=int, default=NOTMNIST_FCONV.batch_size)
+    p.add_argument("--l2-on", choices=L2_SCOPES, default=NOTMNIST_FCONV.l2_on,
+                   help="what the L2 term covers: every weight, or the conv layers only (the original train-net.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-cache", type=Path, default=Path("build/work/data"))
@@ -64,13 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     done = set()
     if path.is_file():
         with path.open() as f:
-            done = {(float(r["l2"]), r["init"], float(r["lr"]), int(r["batch_size"]), int(r["epoch"]), r["widths"])
-                    for r in csv.DictReader(f)}
+            done = {(float(r["l2"]), r["l2_on"], r["init"], float(r["lr"]), int(r["batch_size"]), int(r["epoch"]),
+                     r["widths"]) for r in csv.DictReader(f)}
     data = load_image_data(NOTMNIST_FCONV.dataset, args.data_cache, seed=args.seed, progress=False)
     x, y = data.train.tensors
     xte, yte = data.test.tensors
     widths = "x".join(map(str, args.widths))
-    run = (args.init, args.lr, args.batch_size)
+    run = (args.l2_on, args.init, args.lr, args.batch_size)
     batch = args.batch_size
     steps_per_epoch = -(-len(x) // batch)
     for l2 in args.l2:
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(args.seed)
         net = build_source_net(NOTMNIST_FCONV.arch, tuple(args.widths), data.num_classes, data.image_shape, args.init)
         opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-        loss_fn = classifier_loss(l2)
+        loss_fn = classifier_loss(l2, args.l2_on)
         total, t0 = args.epochs * steps_per_epoch, time.monotonic()
         for epoch in range(args.epochs + 1):
             if epoch > 0:
@@ -96,16 +100,19 @@ def main(argv: list[str] | None = None) -> None:
             rows = []
             for layer, n in kernel_norms(net).items():
                 q = torch.quantile(n, torch.tensor([0.25, 0.5, 0.75]))
-                rows.append(dict(l2=l2, init=args.init, lr=args.lr, batch_size=batch, epoch=epoch, widths=widths,
+                kept = n[n >= choose_threshold(n.numpy()).value]
+                rows.append(dict(l2=l2, l2_on=args.l2_on, init=args.init, lr=args.lr, batch_size=batch, epoch=epoch, widths=widths,
                                  test_accuracy=round(acc, 4), layer=layer,
                                  mean_norm=round(float(n.mean()), 4), q25=round(float(q[0]), 4),
                                  median=round(float(q[1]), 4), q75=round(float(q[2]), 4),
+                                 kept_fraction=round(len(kept) / len(n), 4), mean_norm_kept=round(float(kept.mean()), 4),
                                  seconds=round(time.monotonic() - t0)))
             if (l2, *run, epoch, widths) not in done:
                 append_rows(path, COLUMNS, rows)
-            print(f"l2 {l2:g} init {args.init} lr {args.lr:g} batch {batch} widths {widths} epoch {epoch}: "
+            print(f"l2 {l2:g} on {args.l2_on} init {args.init} lr {args.lr:g} batch {batch} widths {widths} epoch {epoch}: "
                   f"test accuracy {acc:.4f}; " +
-                  "; ".join(f"{r['layer']} mean norm {r['mean_norm']}" for r in rows), flush=True)
+                  "; ".join(f"{r['layer']} mean norm {r['mean_norm']} (kept {r['kept_fraction']:.1%}: "
+                            f"{r['mean_norm_kept']})" for r in rows), flush=True)
 
 
 if __name__ == "__main__":
