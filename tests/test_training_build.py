@@ -227,10 +227,11 @@ def test_source_settings_parse_every_field_type():
     from training.recipes import RECIPES, with_source_settings
 
     recipe = with_source_settings(RECIPES["notmnist-5x5"], {"widths": "256,512", "epochs": "20", "l2": "0",
-                                                            "init": "xavier", "l2_on": "features"})
+                                                            "init": "xavier", "l2_on": "features", "first_seed": "5"})
     s = recipe.source
-    assert (s.widths, s.epochs, s.l2, s.init, s.l2_on, s.name) == (
-        (256, 512), 20, 0.0, "xavier", "features", "notmnist-fconv-epochs20-initxavier-l20-l2_onfeatures-widths256x512")
+    assert (s.widths, s.epochs, s.l2, s.init, s.l2_on, s.first_seed, s.name) == (
+        (256, 512), 20, 0.0, "xavier", "features", 5,
+        "notmnist-fconv-epochs20-first_seed5-initxavier-l20-l2_onfeatures-widths256x512")
     assert s.num_nets == RECIPES["notmnist-5x5"].source.num_nets  # the rest is the recipe's
     assert RECIPES["notmnist-5x5"].source.l2_on == "weights"
     with pytest.raises(ValueError, match="init='he'"):
@@ -351,14 +352,16 @@ def test_dense_vae_fits_a_kernel_set_file_after_dropping_its_dead_kernels(tmp_pa
     # A kernel set as a GPU build of the paper's protocol leaves it: most kernels near zero, a few used ones.
     g = torch.Generator().manual_seed(0)
     used = lambda n: torch.randn(n, 7, 7, generator=g) / 7  # noqa: E731  norm ~1
-    dead = lambda n: torch.randn(n, 7, 7, generator=g) * 1e-6  # noqa: E731
-    path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.cat([dead(300), used(40)]),
-                                                           "heldout": torch.cat([dead(150), used(12)])}, {})
-    refit(["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"paper-7x7={path}", "--architectures",
-           "dense", "--steps", "5", "--batch", "8", "--iwae-samples", "4", "--score-train", "8"])
+    dead = lambda n: used(n) * 10 ** (-8 + 6 * torch.rand(n, 1, 1, generator=g))  # noqa: E731  norms 1e-8 to 1e-2
+    # Two of them, as two GPU leases leave them: pooled, train with train and held-out with held-out.
+    paths = [save_tensors(tmp_path / f"kernels-{i}.safetensors", {"train": torch.cat([dead(300), used(20)]),
+                                                                  "heldout": torch.cat([dead(150), used(6)])}, {})
+             for i in range(2)]
+    refit(["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"paper-7x7={paths[0]}+{paths[1]}",
+           "--architectures", "dense", "--steps", "5", "--batch", "8", "--iwae-samples", "4", "--score-train", "8"])
     prior = DWPrior.from_folder(tmp_path / "fit" / "paper-7x7-dense-5")
     assert prior.kernel_size == 7 and prior.config.architecture == "dwp-dense-7x7"
-    assert prior.provenance["kernels_kept"] == 52 and prior.provenance["kernels_in_file"] == 502
+    assert prior.provenance["kernels_kept"] == 52 and prior.provenance["kernels_in_file"] == 952
     row = (tmp_path / "fit" / "fits.csv").read_text().splitlines()[1].split(",")
     assert row[0] == "paper-7x7" and row[4:6] == ["40", "12"]  # train and held-out kernels after the threshold
 
@@ -368,11 +371,14 @@ def test_mixed_precision_and_conv_only_l2_are_recorded_per_net_and_in_the_proven
 
     AcceleratorState._reset_state(True)  # one process, one precision: the CLI is a fresh process each time
     try:
-        build(tmp_path, "notmnist-7x7", extra=("--mixed-precision", "bf16", "--source-set", "l2_on=features"))
+        build(tmp_path, "notmnist-7x7", extra=("--mixed-precision", "bf16", "--source-set", "l2_on=features",
+                                               "--source-set", "first_seed=7"))
     finally:
         AcceleratorState._reset_state(True)
     nets = sorted((tmp_path / "work" / "sources").glob("*/net-*.safetensors"))
     assert nets and all(read_meta(p)["mixed_precision"] == "bf16" and read_meta(p)["l2_on"] == "features" for p in nets)
+    assert [p.name for p in nets] == ["net-0007.safetensors", "net-0008.safetensors"]  # first_seed 7
+    assert [read_meta(p)["seed"] for p in nets] == [7, 8]
     assert load_tensors(nets[0])[0]["features.0.weight"].dtype == torch.float32  # autocast: the weights stay float32
     prov = DWPrior.from_folder(tmp_path / "notmnist-7x7").provenance
     assert prov["source_mixed_precision"] == ["bf16"] and prov["device"].endswith("bf16 autocast")

@@ -95,7 +95,7 @@ class Build:
 
     # --- stage 2: source nets --------------------------------------------------------------------------
     def source_seeds(self, src: SourceRecipe) -> list[int]:
-        return [self.seed * 1000 + i for i in range(src.num_nets)]
+        return [self.seed * 1000 + src.first_seed + i for i in range(src.num_nets)]
 
     def source_nets(self, src: SourceRecipe) -> list[Path]:
         """Train the missing source nets of `src` and return every net's path.

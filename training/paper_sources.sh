@@ -8,7 +8,8 @@
 # NETS source nets (default 6, the last held out) train at once, one process each: on one GPU the processes share
 # it; on a CPU give NETS=2 or run it in the background, it is resumable (rerun the same command). Then both priors
 # are fitted at once. EPOCHS and WIDTHS override the paper's values (a quick check: EPOCHS=1 WIDTHS=8,16);
-# MIXED_PRECISION=bf16 passes --mixed-precision bf16 to the build.
+# MIXED_PRECISION=bf16 passes --mixed-precision bf16 to the build. FIRST_SEED=S seeds the nets S, S+1, …: machines
+# that share no files (GPU leases) each train their own nets, and dense_vae.py --kernel-set pools their kernel sets.
 set -euo pipefail
 out=${1:-build/paper}
 nets=${NETS:-6}
@@ -16,6 +17,7 @@ python=${PYTHON:-python}
 settings=(--source-set widths="${WIDTHS:-256,512}" --source-set epochs="${EPOCHS:-100}" --source-set batch_size=256
           --source-set lr=1e-3 --source-set l2=1e-3 --source-set l2_on=features --source-set init=xavier
           --source-set num_nets="$nets" --source-set heldout_nets=1 --mixed-precision "${MIXED_PRECISION:-no}")
+if [ -n "${FIRST_SEED:-}" ]; then settings+=(--source-set first_seed="$FIRST_SEED"); fi
 mkdir -p "$out/logs"
 start=$(date +%s)
 pids=()

@@ -34,6 +34,9 @@ class SourceRecipe:
     # original implementation's source nets). PyTorch's init gives a 1-channel 7x7 conv kernels of norm 0.58,
     # Xavier 0.09: what training adds to that start is what the kernel set (and so the prior) sees.
     init: str = "default"
+    # Net i is seeded seed·1000 + first_seed + i: machines that cannot share files (GPU leases) train disjoint nets
+    # by giving each its own first_seed, and their kernel sets are pooled later (experiments/dense_vae.py).
+    first_seed: int = 0
 
     def tiny(self) -> "SourceRecipe":
         widths = {"fconv-mnist": (8, 8), "conv3x3-mnist": (4, 8, 8), "cifar-net": (4, 8, 8, 8),
@@ -161,7 +164,8 @@ def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int 
                        vae_epochs=CHECKPOINT_VAE_EPOCHS[k], z_dim=z_dim)
 
 
-SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "l2_on", "lr", "init")
+SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size", "l2", "l2_on", "lr", "init",
+                 "first_seed")
 TEXT_SOURCE_FIELDS = {"init": SOURCE_INITS, "l2_on": L2_SCOPES}
 TINY_SOURCE_FIELDS = ("widths", "num_nets", "heldout_nets", "epochs", "batch_size")  # what SourceRecipe.tiny() sets
 

@@ -13,9 +13,10 @@ scored beside them. Each fitted prior is saved as a prior folder under ``--out``
 ``--prior7``/``--prior5`` of the experiments and ``bench_kl.py --alt-priors``), with one CSV row per fit appended
 to ``fits.csv``.
 
-``--kernel-set NAME=FILE`` fits a build's kernel set instead (a ``work/<prior>/kernels.safetensors`` of
-``python -m training build``, e.g. one built on another machine): its kernels are filtered again by the build's
-norm threshold (training/kernel_sets.py; the current rule), and the fits are saved as ``NAME-<architecture>-<steps>``.
+``--kernel-set NAME=FILE[+FILE…]`` fits a build's kernel set instead (a ``work/<prior>/kernels.safetensors`` of
+``python -m training build``, e.g. one built on another machine; several files are pooled, train with train and
+held-out with held-out): the kernels are filtered again by the build's norm threshold (training/kernel_sets.py; the
+current rule, on the pooled norms), and the fits are saved as ``NAME-<architecture>-<steps>``.
 """
 
 from __future__ import annotations
@@ -60,14 +61,18 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
     return time.monotonic() - t0
 
 
-def kernel_set(path: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Train and held-out kernels of a build's kernel-set file, filtered again by the build's norm threshold."""
-    with safe_open(str(path), "pt") as f:
-        train, held = f.get_tensor("train"), f.get_tensor("heldout")
+def kernel_set(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Train and held-out kernels of build kernel-set files, pooled and filtered again by the build's norm threshold."""
+    parts = {"train": [], "heldout": []}
+    for path in paths:
+        with safe_open(str(path), "pt") as f:
+            for split, kernels in parts.items():
+                kernels.append(f.get_tensor(split))
+    train, held = torch.cat(parts["train"]), torch.cat(parts["heldout"])
     norms = torch.cat([train, held]).flatten(1).norm(dim=1)
     t = choose_threshold(norms.numpy())
     keep = lambda k: k[k.flatten(1).norm(dim=1) >= t.value]  # noqa: E731
-    record = {"kernel_set": str(path), "threshold": t.value, "threshold_method": t.method,
+    record = {"kernel_set": "+".join(map(str, paths)), "threshold": t.value, "threshold_method": t.method,
               "kernels_in_file": len(norms), "kernels_kept": int((norms >= t.value).sum())}
     return keep(train), keep(held), record
 
@@ -82,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="folder for the fitted priors and fits.csv")
     p.add_argument("--priors", default="dwp/notmnist-7x7,dwp/notmnist-5x5",
                    help="bundled priors, comma-separated ('' for none)")
-    p.add_argument("--kernel-set", action="append", default=[], metavar="NAME=FILE",
-                   help="fit a build's kernel-set file under NAME (repeatable; see above)")
+    p.add_argument("--kernel-set", action="append", default=[], metavar="NAME=FILE[+FILE…]",
+                   help="fit a build's kernel-set file under NAME; FILE+FILE… pools several (repeatable; see above)")
     p.add_argument("--domain", default="notmnist", help="domain of the priors fitted to --kernel-set files")
     p.add_argument("--architectures", default="vae,dense", help="which to fit: vae (the paper's), dense, or both")
     p.add_argument("--steps", type=int, default=40_000)
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         name, _, path = item.partition("=")
         if not name or not path:
             p.error(f"--kernel-set {item!r}: give NAME=FILE")
-        train, held, record = kernel_set(Path(path))
+        train, held, record = kernel_set([Path(f) for f in path.split("+")])
         print(f"{name}: {record['kernels_kept']} of {record['kernels_in_file']} kernels kept "
               f"(threshold {record['threshold']:.3g}); train {len(train)}, held out {len(held)}", flush=True)
         sources.append((name, train, held, a.domain, None, None, record))
