@@ -121,6 +121,41 @@ def test_grid_changes_keep_the_protocol_but_steps_do_not(mnist5k):
     assert "sizes" not in run_protocol(base)
 
 
+def test_a_field_added_later_keeps_earlier_protocols_at_its_default(mnist5k):
+    priors = PriorSet()
+    base = Fig2Settings()
+    assert "dwp_estimator" not in run_protocol(base)  # so the hashes of runs recorded before it existed still match
+    sag = with_overrides(base, ["dwp_estimator=sag"])
+    assert run_protocol(sag)["dwp_estimator"] == "sag"
+    assert protocol("fig2", sag, mnist5k, priors) != protocol("fig2", base, mnist5k, priors)
+
+
+def test_fig2_dwp_estimator_gives_dwp_layers_stored_gradients_and_nothing_else(mnist5k, tmp_path):
+    from dwp_hub.bayes_conv import bayes_layers
+    from training.experiments.context import RunContext
+    from training.experiments.fig2 import train_vi
+
+    ctx = RunContext(torch.device("cpu"), mnist5k, PriorSet(), tmp_path)
+    train_idx, _ = mnist5k.split(20, seed=4)
+    s = Fig2Settings(steps=2, batch_size=10, kl_subsample=16, dwp_estimator="sag", eval_samples=1)
+    with ctx.run_log("probe") as log:
+        dwp, _ = train_vi("dwp", train_idx, s, 4, ctx, log)
+        normal, _ = train_vi("normal", train_idx, s, 4, ctx, log)
+        with pytest.raises(ValueError, match="dwp_estimator='svrg'"):
+            train_vi("dwp", train_idx, Fig2Settings(steps=0, dwp_estimator="svrg"), 4, ctx, log)
+    stored = [layer.prior.stored for _, layer in bayes_layers(dwp)]
+    assert [(t.mode, t.subset) for t in stored] == [("sag", 16), ("sag", 16)]
+    assert all(getattr(layer.prior, "stored", None) is None for _, layer in bayes_layers(normal))
+
+
+def test_bench_kl_names_the_stored_gradient_variants():
+    from training.benchmarks.bench_kl import stored_variant
+
+    assert stored_variant("dwp-sag-p0.25") == ("sag", 0.25, None)
+    assert stored_variant("dwp-saga-p1-m1024") == ("saga", 1.0, 1024)
+    assert stored_variant("dwp-sub64") is None
+
+
 def test_overrides_parse_types_and_reject_unknown_fields():
     s = with_overrides(Fig2Settings(), ["steps=5", "methods=dwp,normal", "kl_subsample=none", "lr=1/1000"])
     assert (s.steps, s.methods, s.kl_subsample, s.lr) == (5, ("dwp", "normal"), None, 0.001)

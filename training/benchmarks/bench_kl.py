@@ -5,6 +5,8 @@
     python training/benchmarks/bench_kl.py --saga 1 --sag 1 0.25 # + the stored-gradient estimators
     python training/benchmarks/bench_kl.py --original            # + the original implementation's DWP step
     python training/benchmarks/bench_kl.py --alt-priors P7 P5    # + the exact bound with other priors (folders)
+    python training/benchmarks/bench_kl.py --alt-priors P7 P5 --sag 1 --stored-subset 1024
+                                                                 # + SAG refreshing 1,024 kernels a step, both priors
 
 The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
 128. One step is forward, negative ELBO (``elbo_loss`` with ``kl(model)``), backward and an Adam update.
@@ -39,8 +41,8 @@ def build(variant: str, priors: dict) -> torch.nn.Module:
 
     Variants: "deterministic", "normal", "log-uniform", "dwp-full", "dwp-sub<m>" (m kernels per layer),
     "dwp-saga-p<p>" and "dwp-sag-p<p>" (stored gradients, ⌈√n⌉ kernels per layer refreshed with probability p
-    per step; dwp_hub/stored_gradients.py), "dwp-original" (``as_original``); "<variant>@alt" builds it with
-    ``priors["alt"]`` instead.
+    per step; dwp_hub/stored_gradients.py; "…-m<m>" refreshes m kernels instead), "dwp-original" (``as_original``);
+    "<variant>@alt" builds it with ``priors["alt"]`` instead.
     """
     variant, _, other = variant.partition("@")  # "<variant>@alt": the same with the --alt-priors
     priors = priors[other] if other else {k: p for k, p in priors.items() if isinstance(k, int)}
@@ -54,10 +56,18 @@ def build(variant: str, priors: dict) -> torch.nn.Module:
         return model
     spec = {"normal": "normal", "log-uniform": "log-uniform"}.get(variant, priors)
     subsample = int(variant.removeprefix("dwp-sub")) if variant.startswith("dwp-sub") else None
-    stored = next((mode for mode in ("saga", "sag") if variant.startswith(f"dwp-{mode}-p")), None)
-    bayesianize(model, spec, subsample=subsample, stored_gradients=stored,
-                refresh_prob=float(variant.removeprefix(f"dwp-{stored}-p")) if stored else 1.0)
+    stored, prob, subset = stored_variant(variant) or (None, 1.0, None)
+    bayesianize(model, spec, subsample=subset if stored else subsample, stored_gradients=stored, refresh_prob=prob)
     return model
+
+
+def stored_variant(variant: str) -> tuple[str, float, int | None] | None:
+    """("saga" or "sag", refresh probability, refreshed kernels or None for ⌈√n⌉) of "dwp-<mode>-p<p>[-m<m>]"."""
+    mode = next((m for m in ("saga", "sag") if variant.startswith(f"dwp-{m}-p")), None)
+    if mode is None:
+        return None
+    prob, _, subset = variant.removeprefix(f"dwp-{mode}-p").partition("-m")
+    return mode, float(prob), int(subset) if subset else None
 
 
 def as_original(prior: DWPrior) -> None:
@@ -133,12 +143,11 @@ def resnet18_steps(variants: list[str], args, alt: dict | None = None) -> dict[s
         if v == "normal":
             bayesianize(model, "normal")
         else:
-            stored = next((mode for mode in ("saga", "sag") if v.startswith(f"dwp-{mode}-p")), None)
+            stored, prob, subset = stored_variant(v) or (None, 1.0, None)
             subsample = int(v.removeprefix("dwp-sub")) if v.startswith("dwp-sub") else None
             spec = {7: alt[7], 3: alt[3]} if other else {7: "dwp/notmnist-7x7", 3: "dwp/notmnist-3x3"}
-            bayesianize(model, spec, fallback="normal",
-                        subsample=subsample, stored_gradients=stored,
-                        refresh_prob=float(v.removeprefix(f"dwp-{stored}-p")) if stored else 1.0)
+            bayesianize(model, spec, fallback="normal", subsample=subset if stored else subsample,
+                        stored_gradients=stored, refresh_prob=prob)
         models[name] = model.train()
         opts[name] = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     g = torch.Generator().manual_seed(args.seed)
@@ -175,9 +184,9 @@ def kl_gradient_noise(variants, priors, args, x_all, y_all) -> list[tuple[str, f
     def draw(variant: str) -> torch.Tensor:
         if variant in stored:
             model = copy.deepcopy(trained)
-            mode, _, prob = variant.removeprefix("dwp-").partition("-p")
+            mode, prob, _ = stored_variant(variant)
             for layer in (model.features[0], model.features[3]):
-                layer.prior.stored.mode, layer.prior.stored.refresh_prob = mode, float(prob)
+                layer.prior.stored.mode, layer.prior.stored.refresh_prob = mode, prob
         else:
             model = build(variant, priors).train()
             model.load_state_dict(trained.state_dict(), strict=False)
@@ -225,6 +234,9 @@ def main() -> None:
                     help="refresh probabilities of stored-gradient variants dwp-saga-p<p> (none by default)")
     ap.add_argument("--sag", type=float, nargs="*", default=[],
                     help="refresh probabilities of stored-gradient variants dwp-sag-p<p> (none by default)")
+    ap.add_argument("--stored-subset", type=int, default=None, metavar="M",
+                    help="kernels a stored-gradient variant refreshes per layer and step (default ⌈√n⌉): "
+                         "dwp-sag-p<p>-m<M>; with --alt-priors they run with those priors too")
     ap.add_argument("--original", action="store_true",
                     help="also time the original implementation's DWP step (dwp-original; about as slow as dwp-full)")
     ap.add_argument("--resnet-steps", type=int, default=0,
@@ -255,10 +267,12 @@ def main() -> None:
           f"{args.steps} timed steps per variant; dwp-sub<m>: DWP bound on m kernels per layer; "
           f"data: MNIST-5k train split ({len(x_all)} images)")
 
-    sub = ([f"dwp-sub{m}" for m in args.subsample] + [f"dwp-saga-p{p:g}" for p in args.saga]
-           + [f"dwp-sag-p{p:g}" for p in args.sag])
+    suffix = f"-m{args.stored_subset}" if args.stored_subset else ""
+    stored = [f"dwp-saga-p{p:g}{suffix}" for p in args.saga] + [f"dwp-sag-p{p:g}{suffix}" for p in args.sag]
+    sub = [f"dwp-sub{m}" for m in args.subsample] + stored
     variants = ["deterministic", "normal", "log-uniform", "dwp-full", *(["dwp-full@alt"] if args.alt_priors else []),
-                *(["dwp-original"] if args.original else []), *sub]
+                *(["dwp-original"] if args.original else []), *sub,
+                *([f"{v}@alt" for v in stored] if args.alt_priors else [])]
     times = time_steps(variants, priors, args, x_all, y_all)
     base = statistics.median(times["normal"])
     mean_base = statistics.mean(times["normal"])

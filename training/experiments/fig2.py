@@ -63,6 +63,9 @@ def prior_spec(method: str, subsample: int | None, ctx: RunContext):
     raise ValueError(f"unknown method {method!r}")
 
 
+DWP_ESTIMATORS = ("subsample", "sag", "saga")
+
+
 def train_vi(method: str, train_idx: np.ndarray, s: Fig2Settings, seed: int, ctx: RunContext, log: RunLog,
              desc: str = "") -> tuple[torch.nn.Module, dict]:
     """Train the MNIST net on `train_idx` by VI under `method`'s prior (or deterministically); the protocol is `s`."""
@@ -74,10 +77,14 @@ def train_vi(method: str, train_idx: np.ndarray, s: Fig2Settings, seed: int, ctx
         init_from_prior(net, {k: ctx.priors.dwp(k) for k in (7, 5)}, rescale="none",
                         generator=torch.Generator().manual_seed(seed), progress=False, noise=s.init == "prior-noise")
     net.to(device)
+    if s.dwp_estimator not in DWP_ESTIMATORS:
+        raise ValueError(f"fig2.dwp_estimator={s.dwp_estimator!r}: known: {', '.join(DWP_ESTIMATORS)}")
+    stored = None if s.dwp_estimator == "subsample" or method != "dwp" else s.dwp_estimator
     spec = prior_spec(method, s.kl_subsample, ctx)
     lrs = {"mean": s.lr, "other": s.lr, "reverse": s.lr, "log_sigma2": s.lr_log_sigma2}
     if spec is not None:
-        report = bayesianize(net, priors=spec, init_log_sigma2=s.init_log_sigma2, subsample=s.kl_subsample)
+        report = bayesianize(net, priors=spec, init_log_sigma2=s.init_log_sigma2, subsample=s.kl_subsample,
+                             stored_gradients=stored)
         log(f"bayesianize:\n{report}")
         groups = parameter_groups(net)
     else:

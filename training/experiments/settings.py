@@ -12,6 +12,11 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from fractions import Fraction
 
 
+# Metadata of a field added after runs were recorded: at its default it is left out of the protocol hash, so those
+# runs' hash stays what it was (run_protocol).
+ADDED_LATER = {"omit_at_default": True}
+
+
 @dataclass(frozen=True)
 class Fig2Settings:
     """Variational inference with little data (Fig. 2, appendix C), identical for every prior."""
@@ -27,6 +32,9 @@ class Fig2Settings:
     lr_log_sigma2: float = 1e-2  # log σ²: a log-scale parameter moves 10× faster; decays linearly to 0
     init_log_sigma2: float = -10.0  # σ = 0.0067: the posterior starts nearly deterministic
     kl_subsample: int | None = 128  # KL cross term on this many kernels per layer per step, every prior; None: exact
+    # How DWP uses those kernels: "subsample" (scaled by kernels/subset, as every prior) or "sag" / "saga" (every
+    # kernel gets its stored gradient each step and the subset refreshes its own; dwp_hub/stored_gradients.py).
+    dwp_estimator: str = field(default="subsample", metadata=ADDED_LATER)
     eval_samples: int = 10  # ensemble size of the test prediction
     eval_batch: int = 1000
     max_test: int | None = None  # None: every image not drawn is a test image
@@ -99,6 +107,8 @@ def run_protocol(settings) -> dict:
     out = {}
     for f in fields(settings):
         value = getattr(settings, f.name)
+        if f.metadata.get("omit_at_default") and value == f.default:
+            continue
         if f.name not in GRID_FIELDS:
             out[f.name] = run_protocol(value) if is_dataclass(value) else value
     return out
