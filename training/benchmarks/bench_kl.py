@@ -276,12 +276,12 @@ def main() -> None:
     times = time_steps(variants, priors, args, x_all, y_all)
     base = statistics.median(times["normal"])
     mean_base = statistics.mean(times["normal"])
-    print(f"\n{'variant':16} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17} {'mean step':>10} "
+    print(f"\n{'variant':22} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17} {'mean step':>10} "
           f"{'mean vs N(0,1)':>15}")
     det = statistics.median(times["deterministic"])
     for v in variants:  # the mean is the cost of estimators that do not evaluate the VAE every step
         med, mean = statistics.median(times[v]), statistics.mean(times[v])
-        print(f"{v:16} {1000 * med:9.1f} ms {med / base:9.2f}x {med / det:16.2f}x {1000 * mean:7.1f} ms "
+        print(f"{v:22} {1000 * med:9.1f} ms {med / base:9.2f}x {med / det:16.2f}x {1000 * mean:7.1f} ms "
               f"{mean / mean_base:14.2f}x")
 
     if args.noise_draws > 0:
@@ -297,10 +297,10 @@ def main() -> None:
         rtimes = resnet18_steps(rvariants, args, priors.get("alt"))
         rbase = statistics.mean(rtimes["normal"])
         print(f"\ntimm resnet18, batch 8 at 64x64, {args.resnet_steps} timed steps (mean, the cost of random refreshes):")
-        print(f"{'variant':16} {'mean step':>10} {'vs N(0,1)':>10}")
+        print(f"{'variant':22} {'mean step':>10} {'vs N(0,1)':>10}")
         for v in rvariants:
             mean = statistics.mean(rtimes[v])
-            print(f"{v:16} {1000 * mean:7.1f} ms {mean / rbase:9.2f}x")
+            print(f"{v:22} {1000 * mean:7.1f} ms {mean / rbase:9.2f}x")
 
     if (args.saga or args.sag) and args.noise_draws > 0:
         print(f"\nGradient of the KL w.r.t. layer 2's μ after {args.noise_train_steps} stored-gradient steps, "
