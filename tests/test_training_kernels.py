@@ -183,7 +183,8 @@ def test_l2_on_features_penalises_the_conv_layers_biases_included_and_not_the_cl
     ce_grad = torch.autograd.grad(loops.classifier_loss(0.0)(net, batch), net.classifier.weight)[0]
     assert torch.allclose(net.classifier.weight.grad, ce_grad)
     with pytest.raises(ValueError, match="features"):
-        loops.classifier_loss(1.0, "features")(torch.nn.Linear(3, 2), (torch.zeros(1, 3), torch.zeros(1, dtype=torch.long)))
+        loops.classifier_loss(1.0, "features")(torch.nn.Linear(3, 2),
+                                               (torch.zeros(1, 3), torch.zeros(1, dtype=torch.long)))
     with pytest.raises(ValueError, match="unknown L2 scope"):
         loops.classifier_loss(1.0, "all")
 

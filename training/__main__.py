@@ -99,7 +99,8 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
             raise click.BadParameter(str(e), param_hint="--source-set") from None
     out = out or (f"build/ablate-{source_settings_suffix(settings)}" if settings else "build/dense" if dense else "build")
     b = Build(out, tiny=tiny, seed=seed, data_root=data_root, font_dirs=list(font_dirs) or None,
-              progress=not no_progress, z_dim=z_dim, dense=dense, accelerator=Accelerator(mixed_precision=mixed_precision))
+              progress=not no_progress, z_dim=z_dim, dense=dense,
+              accelerator=Accelerator(mixed_precision=mixed_precision))
     for name in names:
         if sources_only:
             nets = b.sources(name, recipes.get(name))

@@ -439,14 +439,18 @@ class Build:
             "loglik_units": "nats per kernel, mean over held-out kernels (all kernels of the held-out source nets)",
             "vae_train_seconds": round(stats["seconds"], 1),
             "build_seconds_this_run": round(build_seconds, 1),
-            "device": f"{self.accelerator.device} x{self.accelerator.num_processes} "
-                      f"({torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'})"
-                      + ("" if self.accelerator.mixed_precision == "no" else f", {self.accelerator.mixed_precision} autocast"),
+            "device": self._device_text(),
             "dwp_hub_version": dwp_hub.__version__,
             "torch_version": torch.__version__,
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             "tiny": self.tiny,
         }
+
+    def _device_text(self) -> str:
+        acc = self.accelerator
+        name = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+        precision = "" if acc.mixed_precision == "no" else f", {acc.mixed_precision} autocast"
+        return f"{acc.device} x{acc.num_processes} ({name}){precision}"
 
     def _figures(self, recipe: PriorRecipe, prior: DWPrior, train: torch.Tensor) -> None:
         work = self.work / recipe.name

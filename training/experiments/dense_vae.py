@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         for label, prior, arch in candidates:
             seconds = fit(prior, train, a.steps, a.batch, a.lr, a.seed) if arch else float("nan")
             row = dict(prior=name if a.kernel_scale == 1 else f"{name} x{a.kernel_scale:g}", architecture=label,
-                       z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()), train_kernels=len(train),
-                       heldout_kernels=len(held), steps=a.steps if arch else "",
+                       z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()),
+                       train_kernels=len(train), heldout_kernels=len(held), steps=a.steps if arch else "",
                        heldout_iwae=round(score(prior, held, a.iwae_samples, a.seed + 1), 3),
                        train_iwae=round(score(prior, train[:a.score_train], a.iwae_samples, a.seed + 1), 3),
                        fit_seconds=round(seconds, 1))

@@ -101,16 +101,17 @@ def main(argv: list[str] | None = None) -> None:
             for layer, n in kernel_norms(net).items():
                 q = torch.quantile(n, torch.tensor([0.25, 0.5, 0.75]))
                 kept = n[n >= choose_threshold(n.numpy()).value]
-                rows.append(dict(l2=l2, l2_on=args.l2_on, init=args.init, lr=args.lr, batch_size=batch, epoch=epoch, widths=widths,
-                                 test_accuracy=round(acc, 4), layer=layer,
+                rows.append(dict(l2=l2, l2_on=args.l2_on, init=args.init, lr=args.lr, batch_size=batch, epoch=epoch,
+                                 widths=widths, test_accuracy=round(acc, 4), layer=layer,
                                  mean_norm=round(float(n.mean()), 4), q25=round(float(q[0]), 4),
                                  median=round(float(q[1]), 4), q75=round(float(q[2]), 4),
-                                 kept_fraction=round(len(kept) / len(n), 4), mean_norm_kept=round(float(kept.mean()), 4),
+                                 kept_fraction=round(len(kept) / len(n), 4),
+                                 mean_norm_kept=round(float(kept.mean()), 4),
                                  seconds=round(time.monotonic() - t0)))
             if (l2, *run, epoch, widths) not in done:
                 append_rows(path, COLUMNS, rows)
-            print(f"l2 {l2:g} on {args.l2_on} init {args.init} lr {args.lr:g} batch {batch} widths {widths} epoch {epoch}: "
-                  f"test accuracy {acc:.4f}; " +
+            print(f"l2 {l2:g} on {args.l2_on} init {args.init} lr {args.lr:g} batch {batch} widths {widths} "
+                  f"epoch {epoch}: test accuracy {acc:.4f}; " +
                   "; ".join(f"{r['layer']} mean norm {r['mean_norm']} (kept {r['kept_fraction']:.1%}: "
                             f"{r['mean_norm_kept']})" for r in rows), flush=True)
 
