@@ -17,7 +17,7 @@ from dwp_hub import DWPrior
 from dwp_hub.prior_folder import KERNELS_NAME, WEIGHTS_NAME
 from training.__main__ import cli
 from training.build import install_bundled
-from training.checkpoint import load_tensors, read_meta
+from training.checkpoint import load_tensors, read_meta, save_tensors
 
 
 def build(out, *names, extra=()):
@@ -346,7 +346,6 @@ def test_dense_vae_refit_at_a_kernel_scale_records_it(notmnist_build, tmp_path):
 
 
 def test_dense_vae_fits_a_kernel_set_file_after_dropping_its_dead_kernels(tmp_path):
-    from training.checkpoint import save_tensors
     from training.experiments.dense_vae import main as refit
 
     # A kernel set as a GPU build of the paper's protocol leaves it: most kernels near zero, a few used ones.
