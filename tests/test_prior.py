@@ -154,16 +154,19 @@ def test_the_variance_heads_softplus_is_pytorchs_to_a_few_ulps():
     assert torch.autograd.gradcheck(softplus, (xr,), check_forward_ad=True)
 
 
+@pytest.mark.parametrize("family", ["dense", "dense32"])
 @pytest.mark.parametrize("k", [7, 5, 3])
-def test_dense_architectures_are_priors_like_the_papers(k, tmp_path):
-    """A dwp-dense-KxK prior is chosen by name only, saves and loads, samples, and serves the DWP bound."""
+def test_dense_architectures_are_priors_like_the_papers(k, family, tmp_path):
+    """A dwp-dense-KxK (or dense32) prior is chosen by name only, saves and loads, samples, serves the DWP bound."""
     from dwp_hub import PriorFormatError, bayesianize, kl
     from dwp_hub.architectures import architecture_for
 
     assert architecture_for(k).name == f"dwp-vae-{k}x{k}"  # the paper's stays the default
     torch.manual_seed(0)
-    prior = DWPrior.for_kernel_size(k, "test", architecture=f"dwp-dense-{k}x{k}")
-    assert prior.config.architecture == f"dwp-dense-{k}x{k}"
+    prior = DWPrior.for_kernel_size(k, "test", architecture=f"dwp-{family}-{k}x{k}")
+    assert prior.config.architecture == f"dwp-{family}-{k}x{k}"
+    width = 64 if family == "dense" else 32
+    assert prior.decoder.features[0].out_features == width and prior.encoder.features[1].out_features == width
     prior.save_pretrained(tmp_path / "p")
     loaded = DWPrior.from_pretrained(tmp_path / "p")
     w = torch.randn(6, k, k)
