@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-
 from dwp_hub import DWPrior
+from training.checkpoint import load_tensors
 from training.kernel_sets import choose_threshold
 
 COLUMNS = ["prior", "architecture", "z_dim", "parameters", "train_kernels", "heldout_kernels", "steps",
@@ -63,12 +62,8 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
 
 def kernel_set(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Train and held-out kernels of build kernel-set files, pooled and filtered again by the build's norm threshold."""
-    parts = {"train": [], "heldout": []}
-    for path in paths:
-        with safe_open(str(path), "pt") as f:
-            for split, kernels in parts.items():
-                kernels.append(f.get_tensor(split))
-    train, held = torch.cat(parts["train"]), torch.cat(parts["heldout"])
+    sets = [load_tensors(path)[0] for path in paths]
+    train, held = torch.cat([k["train"] for k in sets]), torch.cat([k["heldout"] for k in sets])
     norms = torch.cat([train, held]).flatten(1).norm(dim=1)
     t = choose_threshold(norms.numpy())
     keep = lambda k: k[k.flatten(1).norm(dim=1) >= t.value]  # noqa: E731
