@@ -23,6 +23,12 @@ from .subsample import posterior_sample
 from .weight_priors import WeightPrior
 
 LOG_2PI_E = 1.0 + math.log(2 * math.pi)
+# Kernels per VAE pass of the bound. On CPU every fresh tensor above glibc's mmap threshold (at most 32 MB) is
+# page-faulted in on first write: one pass over a resnet18 layer's 262,144 3x3 kernels makes (262,144 × 32)-float
+# activations, and a clamp into them took 21 ms against 2 ms into reused memory. Passes of 16,384 kernels keep
+# every activation on the heap: the exact bound over that layer (dense32 prior, 1 thread) took 358 ms a step
+# against 554 ms in one pass; 4,096 (495 ms) pays per-op overhead, 65,536 (428 ms) faults again.
+VAE_PASS = 16384
 
 
 def gaussian_entropy(log_sigma2: torch.Tensor) -> torch.Tensor:
@@ -85,7 +91,7 @@ class DWPBound(WeightPrior):
         if self.stored is not None and subsample is None:
             return neg_entropy + self.stored(mu, log_sigma2, self._term)
         w, scale = posterior_sample(mu, log_sigma2, subsample or self.subsample)  # one w ~ q per kernel
-        return neg_entropy - scale * self.aux.elbo(w).sum()
+        return neg_entropy - scale * sum(self.aux.elbo(part).sum() for part in w.split(VAE_PASS))
 
     def _term(self, w: torch.Tensor, psi_scale: float) -> torch.Tensor:
         """−ELBO_ψ(w) per kernel (eq. 7's expectation term); the gradient reaching ψ is multiplied by psi_scale."""

@@ -156,6 +156,20 @@ def test_bench_kl_names_the_stored_gradient_variants():
     assert stored_variant("dwp-sub64") is None
 
 
+@pytest.mark.parametrize("text, parsed", [("8x64", (8, 64)), ("32x224", (32, 224)), ("8x16", None), ("0x64", None),
+                                          ("8*64", None), ("x224", None)])
+def test_bench_kl_reads_resnet_workloads(text, parsed):
+    import argparse
+
+    from training.benchmarks.bench_kl import workload
+
+    if parsed is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="BATCHxSIZE"):
+            workload(text)
+    else:
+        assert workload(text) == parsed
+
+
 def test_overrides_parse_types_and_reject_unknown_fields():
     s = with_overrides(Fig2Settings(), ["steps=5", "methods=dwp,normal", "kl_subsample=none", "lr=1/1000"])
     assert (s.steps, s.methods, s.kl_subsample, s.lr) == (5, ("dwp", "normal"), None, 0.001)

@@ -90,6 +90,25 @@ def test_subsampled_bound_is_unbiased(prior7):
     assert se_b * math.sqrt(600) > se_a * math.sqrt(60)  # subsampling adds variance: the test sees it at all
 
 
+def test_bound_in_vae_passes_of_few_kernels_equals_one_pass(prior7, monkeypatch):
+    """A large layer's bound is summed over passes of VAE_PASS kernels: every kernel counted once, same value and
+    gradients as one pass over all of them (the same random numbers: each pass draws its z in turn)."""
+    from dwp_hub import dwp_bound
+
+    layer = _layer(prior7, 8, 6)  # 48 kernels: 3 passes of 16 (whole blocks of CPU randn, so the draws match)
+    results = []
+    for size in (10_000, 16):
+        monkeypatch.setattr(dwp_bound, "VAE_PASS", size)
+        layer.zero_grad()
+        torch.manual_seed(4)
+        value = layer.kl()
+        value.backward()
+        results.append((value.item(), layer.weight.grad.clone(), layer.log_sigma2.grad.clone()))
+    (one, g_mu, g_ls), (passes, p_mu, p_ls) = results
+    assert passes == pytest.approx(one, rel=1e-5)
+    assert torch.allclose(g_mu, p_mu, rtol=1e-4, atol=1e-6) and torch.allclose(g_ls, p_ls, rtol=1e-4, atol=1e-6)
+
+
 def test_aux_bound_is_above_the_iwae_kl_estimate(prior7):
     """Appendix A/B: bound − (−H − E log p̂_K) = E[log p̂_K − ELBO] ≥ 0 on average (K=1,000); 0 for K=1."""
     torch.manual_seed(4)

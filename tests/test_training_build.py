@@ -365,6 +365,34 @@ def test_dense_vae_fits_a_kernel_set_file_after_dropping_its_dead_kernels(tmp_pa
     assert row[0] == "paper-7x7" and row[4:6] == ["40", "12"]  # train and held-out kernels after the threshold
 
 
+def test_dihedral_augmentation_gives_each_kernel_its_eight_symmetries():
+    from training.experiments.dense_vae import dihedral
+
+    k = torch.arange(2 * 49, dtype=torch.float32).reshape(2, 7, 7)
+    out = dihedral(k)
+    assert out.shape == (16, 7, 7)
+    # 8 distinct kernels per input kernel (an asymmetric one), each an exact copy of it turned or reflected
+    for i in range(2):
+        copies = out[i::2]
+        assert len({tuple(c.flatten().tolist()) for c in copies}) == 8
+        assert all(torch.equal(torch.sort(c.flatten()).values, k[i].flatten()) for c in copies)
+    assert torch.equal(out[8], k[0].T) and torch.equal(out[2], torch.rot90(k[0], 1))  # blocks of 2: rot r, then T
+
+
+def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it(tmp_path):
+    from training.experiments.dense_vae import main as refit
+
+    g = torch.Generator().manual_seed(0)
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(20, 7, 7, generator=g) / 7,
+                                                           "heldout": torch.randn(6, 7, 7, generator=g) / 7}, {})
+    refit(["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"k7={path}", "--augment", "d4",
+           "--architectures", "dense", "--steps", "5", "--batch", "8", "--iwae-samples", "4", "--score-train", "8"])
+    prior = DWPrior.from_folder(tmp_path / "fit" / "k7-dense-5-d4")
+    assert prior.provenance["augment"] == "d4"
+    row = (tmp_path / "fit" / "fits.csv").read_text().splitlines()[1].split(",")
+    assert row[0] == "k7 d4" and row[4:6] == ["160", "6"]  # training kernels ×8, held-out ones as they are
+
+
 def test_mixed_precision_and_conv_only_l2_are_recorded_per_net_and_in_the_provenance(tmp_path):
     from accelerate.state import AcceleratorState
 

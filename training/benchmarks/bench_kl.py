@@ -129,9 +129,18 @@ def kl_noise(variants, priors, args, x_all, y_all) -> list[tuple[str, float, flo
     return rows
 
 
-def resnet18_steps(variants: list[str], args, alt: dict | None = None) -> dict[str, list[float]]:
-    """Step times of a bayesianized timm resnet18 (7x7 and 3x3 priors, N(0,1) for the 1x1 convs), batch 8 at
-    64x64, round-robin like the MNIST table. Variants: "normal", "dwp-full", "dwp-sub<m>", "dwp-sag-p<p>",
+def workload(text: str) -> tuple[int, int]:
+    """"32x224" → (32, 224): a resnet18 batch size and image size."""
+    batch, sep, size = text.partition("x")
+    if not (sep and batch.isdigit() and size.isdigit() and int(batch) > 0 and int(size) >= 32):
+        raise argparse.ArgumentTypeError(f"expected BATCHxSIZE such as 8x64 or 32x224, got {text!r}")
+    return int(batch), int(size)
+
+
+def resnet18_steps(variants: list[str], args, batch: int, size: int,
+                   alt: dict | None = None) -> dict[str, list[float]]:
+    """Step times of a bayesianized timm resnet18 (7x7 and 3x3 priors, N(0,1) for the 1x1 convs), `batch` images
+    of size×size, round-robin like the MNIST table. Variants: "normal", "dwp-full", "dwp-sub<m>", "dwp-sag-p<p>",
     "dwp-saga-p<p>"; "<variant>@alt" uses the 7x7 and 3x3 priors of `alt`."""
     import timm
 
@@ -153,7 +162,7 @@ def resnet18_steps(variants: list[str], args, alt: dict | None = None) -> dict[s
     g = torch.Generator().manual_seed(args.seed)
     times: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.warmup + args.resnet_steps):
-        x, y = torch.randn(8, 3, 64, 64, generator=g), torch.randint(0, 10, (8,), generator=g)
+        x, y = torch.randn(batch, 3, size, size, generator=g), torch.randint(0, 10, (batch,), generator=g)
         for v in variants:
             t0 = time.perf_counter()
             loss = elbo_loss(models[v](x), y, kl(models[v]), dataset_size=50_000)
@@ -226,7 +235,7 @@ def accuracy_runs(variants, priors, args, data) -> list[tuple[str, float, float,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per variant (0: skip the MNIST table)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--subsample", type=int, nargs="+", default=[64], help="kernels per layer, subsampled DWP bound")
@@ -241,6 +250,9 @@ def main() -> None:
                     help="also time the original implementation's DWP step (dwp-original; about as slow as dwp-full)")
     ap.add_argument("--resnet-steps", type=int, default=0,
                     help="if > 0: also time a bayesianized timm resnet18 (N(0,1), dwp-sub256 and the stored variants)")
+    ap.add_argument("--resnet-input", nargs="+", type=workload, default=[(8, 64)], metavar="BxS",
+                    help="resnet18 workloads, batch x image size (default 8x64; timm's own input is 224): the "
+                         "DWP bound costs the same per step whatever the batch, the network does not")
     ap.add_argument("--noise-train-steps", type=int, default=100,
                     help="SAGA training steps before the gradient-noise table (warm tables)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -273,16 +285,17 @@ def main() -> None:
     variants = ["deterministic", "normal", "log-uniform", "dwp-full", *(["dwp-full@alt"] if args.alt_priors else []),
                 *(["dwp-original"] if args.original else []), *sub,
                 *([f"{v}@alt" for v in stored] if args.alt_priors else [])]
-    times = time_steps(variants, priors, args, x_all, y_all)
-    base = statistics.median(times["normal"])
-    mean_base = statistics.mean(times["normal"])
-    print(f"\n{'variant':22} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17} {'mean step':>10} "
-          f"{'mean vs N(0,1)':>15}")
-    det = statistics.median(times["deterministic"])
-    for v in variants:  # the mean is the cost of estimators that do not evaluate the VAE every step
-        med, mean = statistics.median(times[v]), statistics.mean(times[v])
-        print(f"{v:22} {1000 * med:9.1f} ms {med / base:9.2f}x {med / det:16.2f}x {1000 * mean:7.1f} ms "
-              f"{mean / mean_base:14.2f}x")
+    if args.steps > 0:  # 0: the resnet18 tables only
+        times = time_steps(variants, priors, args, x_all, y_all)
+        base = statistics.median(times["normal"])
+        mean_base = statistics.mean(times["normal"])
+        print(f"\n{'variant':22} {'median step':>12} {'vs N(0,1)':>10} {'vs deterministic':>17} {'mean step':>10} "
+              f"{'mean vs N(0,1)':>15}")
+        det = statistics.median(times["deterministic"])
+        for v in variants:  # the mean is the cost of estimators that do not evaluate the VAE every step
+            med, mean = statistics.median(times[v]), statistics.mean(times[v])
+            print(f"{v:22} {1000 * med:9.1f} ms {med / base:9.2f}x {med / det:16.2f}x {1000 * mean:7.1f} ms "
+                  f"{mean / mean_base:14.2f}x")
 
     if args.noise_draws > 0:
         print(f"\nKL estimate at initialisation over {args.noise_draws} draws (nats), against the data term N·NLL:")
@@ -294,13 +307,15 @@ def main() -> None:
         rvariants = ["normal", "dwp-sub256"] + [v for v in sub if v.startswith(("dwp-saga", "dwp-sag-"))]
         if 3 in priors.get("alt", {}):
             rvariants += ["dwp-full@alt", "dwp-sub4096@alt"]
-        rtimes = resnet18_steps(rvariants, args, priors.get("alt"))
-        rbase = statistics.mean(rtimes["normal"])
-        print(f"\ntimm resnet18, batch 8 at 64x64, {args.resnet_steps} timed steps (mean, the cost of random refreshes):")
-        print(f"{'variant':22} {'mean step':>10} {'vs N(0,1)':>10}")
-        for v in rvariants:
-            mean = statistics.mean(rtimes[v])
-            print(f"{v:22} {1000 * mean:7.1f} ms {mean / rbase:9.2f}x")
+        for batch, size in args.resnet_input:
+            rtimes = resnet18_steps(rvariants, args, batch, size, priors.get("alt"))
+            rbase = statistics.mean(rtimes["normal"])
+            print(f"\ntimm resnet18, batch {batch} at {size}x{size}, {args.resnet_steps} timed steps (mean, the cost "
+                  "of random refreshes):")
+            print(f"{'variant':22} {'mean step':>10} {'vs N(0,1)':>10}")
+            for v in rvariants:
+                mean = statistics.mean(rtimes[v])
+                print(f"{v:22} {1000 * mean:7.1f} ms {mean / rbase:9.2f}x", flush=True)
 
     if (args.saga or args.sag) and args.noise_draws > 0:
         print(f"\nGradient of the KL w.r.t. layer 2's μ after {args.noise_train_steps} stored-gradient steps, "
