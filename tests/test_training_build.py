@@ -379,16 +379,17 @@ def test_dihedral_augmentation_gives_each_kernel_its_eight_symmetries():
     assert torch.equal(out[8], k[0].T) and torch.equal(out[2], torch.rot90(k[0], 1))  # blocks of 2: rot r, then T
 
 
-def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it(tmp_path):
+def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it_and_its_latent_size(tmp_path):
     from training.experiments.dense_vae import main as refit
 
     g = torch.Generator().manual_seed(0)
     path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(20, 7, 7, generator=g) / 7,
                                                            "heldout": torch.randn(6, 7, 7, generator=g) / 7}, {})
     refit(["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"k7={path}", "--augment", "d4",
-           "--architectures", "dense", "--steps", "5", "--batch", "8", "--iwae-samples", "4", "--score-train", "8"])
-    prior = DWPrior.from_folder(tmp_path / "fit" / "k7-dense-5-d4")
-    assert prior.provenance["augment"] == "d4"
+           "--z-dim", "3", "--architectures", "dense", "--steps", "5", "--batch", "8", "--iwae-samples", "4",
+           "--score-train", "8"])
+    prior = DWPrior.from_folder(tmp_path / "fit" / "k7-dense-5-d4-z3")
+    assert prior.provenance["augment"] == "d4" and prior.config.z_dim == 3
     row = (tmp_path / "fit" / "fits.csv").read_text().splitlines()[1].split(",")
     assert row[0] == "k7 d4" and row[4:6] == ["160", "6"]  # training kernels ×8, held-out ones as they are
 

@@ -7,6 +7,8 @@
     python training/benchmarks/bench_kl.py --alt-priors P7 P5    # + the exact bound with other priors (folders)
     python training/benchmarks/bench_kl.py --alt-priors P7 P5 --sag 1 --stored-subset 1024
                                                                  # + SAG refreshing 1,024 kernels a step, both priors
+    python training/benchmarks/bench_kl.py --steps 0 --alt-priors P7 P5 P3 --resnet-steps 3 --resnet-input 8x64 32x224
+                                                                 # resnet18 only, at two workloads
 
 The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
 128. One step is forward, negative ELBO (``elbo_loss`` with ``kl(model)``), backward and an Adam update.

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--augment", choices=["none", "d4"], default="none",
                    help="d4: train on every training kernel under the 8 rotations and reflections of the square "
                         "(a prior from few kernels, issue #12); held-out kernels are scored as they are")
+    p.add_argument("--z-dim", type=int, default=None,
+                   help="latent size of the fitted VAEs (default: a bundled prior's own, else the architecture's); "
+                        "a size other than the default is in the folder name")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         k = train.shape[-1]
         candidates = [(f"{bundled.config.architecture} (bundled)", bundled, None)] if bundled else []
         for arch in (f"dwp-{family}-{k}x{k}" for family in a.architectures.split(",")):
-            prior = DWPrior.for_kernel_size(k, domain, z_dim=z_dim, architecture=arch)
+            prior = DWPrior.for_kernel_size(k, domain, z_dim=a.z_dim or z_dim, architecture=arch)
             candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
             seconds = fit(prior, train, a.steps, a.batch, a.lr, a.seed) if arch else float("nan")
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", "kernels_of": name,
                                     "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
                                     "kernel_scale": a.kernel_scale, "augment": a.augment, **record}
-                suffix = scale.replace(" ", "-") + augment.replace(" ", "-")
+                suffix = scale.replace(" ", "-") + augment.replace(" ", "-") + (f"-z{a.z_dim}" if a.z_dim else "")
                 prior.save_pretrained(out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}{suffix}")
 
 
