@@ -90,15 +90,15 @@ def test_subsampled_bound_is_unbiased(prior7):
     assert se_b * math.sqrt(600) > se_a * math.sqrt(60)  # subsampling adds variance: the test sees it at all
 
 
-def test_bound_in_vae_passes_of_few_kernels_equals_one_pass(prior7, monkeypatch):
-    """A large layer's bound is summed over passes of VAE_PASS kernels: every kernel counted once, same value and
-    gradients as one pass over all of them (the same random numbers: each pass draws its z in turn)."""
+def test_bound_in_vae_passes_of_few_kernels_equals_one_pass(prior7):
+    """A large layer's bound is summed over VAE passes of `vae_pass` kernels: every kernel counted once, same value
+    and gradients as one pass over all of them (the same random numbers: each pass draws its z in turn)."""
     from dwp_hub import dwp_bound
 
     layer = _layer(prior7, 8, 6)  # 48 kernels: 3 passes of 16 (whole blocks of CPU randn, so the draws match)
     results = []
     for size in (10_000, 16):
-        monkeypatch.setattr(dwp_bound, "VAE_PASS", size)
+        layer.prior.vae_pass = size
         layer.zero_grad()
         torch.manual_seed(4)
         value = layer.kl()
@@ -107,6 +107,13 @@ def test_bound_in_vae_passes_of_few_kernels_equals_one_pass(prior7, monkeypatch)
     (one, g_mu, g_ls), (passes, p_mu, p_ls) = results
     assert passes == pytest.approx(one, rel=1e-5)
     assert torch.allclose(g_mu, p_mu, rtol=1e-4, atol=1e-6) and torch.allclose(g_ls, p_ls, rtol=1e-4, atol=1e-6)
+    # By default a pass holds PASS_FLOATS in the VAE's widest layer output: 1,600 floats a kernel in the paper's
+    # 7x7 VAE (its decoder's 64-channel 5x5 transposed conv).
+    fresh = DWPBound(prior7)
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    assert fresh._pass_kernels() == dwp_bound.PASS_FLOATS // 1600
+    assert torch.equal(torch.get_rng_state(), state)  # sizing the pass draws no random numbers
 
 
 def test_aux_bound_is_above_the_iwae_kl_estimate(prior7):
