@@ -111,7 +111,8 @@ class DWPBound(WeightPrior):
             finally:
                 for hook in hooks:
                     hook.remove()
-            self.vae_pass = max(1, PASS_FLOATS // max(widest))
+            # a multiple of 16 kernels: CPU randn fills blocks of 16, so the passes draw the z one pass would
+            self.vae_pass = max(16, PASS_FLOATS // max(widest) // 16 * 16)
         return self.vae_pass
 
     def _term(self, w: torch.Tensor, psi_scale: float) -> torch.Tensor:
