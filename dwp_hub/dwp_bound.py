@@ -45,7 +45,8 @@ class DWPBound(WeightPrior):
 
     ``subsample``: estimate the expectation term on that many kernels drawn without replacement each call,
     scaled by (kernels / subsample), so the estimate stays unbiased; the entropy is always exact. This is
-    where most of DWP-VI's cost goes, so it is the knob for speed. None uses every kernel.
+    where most of DWP-VI's cost goes, so it is the knob for speed. None uses every kernel. The kernels go through
+    the VAE ``vae_pass`` at a time (None: as many as keep its widest activation within PASS_FLOATS).
 
     ``stored_gradients``: ``"saga"`` or ``"sag"`` estimates the expectation term in training (gradients
     enabled) with stored per-kernel gradients (``dwp_hub.stored_gradients``): with probability
