@@ -130,6 +130,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {record['kernels_kept']} of {record['kernels_in_file']} kernels kept "
               f"(threshold {record['threshold']:.3g}); train {len(train)}, held out {len(held)}", flush=True)
         sources.append((name, train, held, a.domain, None, None, record))
+    # what was changed from a plain fit, in the CSV's prior column and the folder names (the latent size has its column)
+    tags = [f"x{a.kernel_scale:g}"] if a.kernel_scale != 1 else []
+    if a.augment != "none":
+        tags.append(a.augment)
+    suffix = "".join(f"-{t}" for t in tags) + (f"-z{a.z_dim}" if a.z_dim else "")
     for name, train, held, domain, z_dim, bundled, record in sources:
         train, held = train * a.kernel_scale, held * a.kernel_scale
         if a.augment == "d4":
@@ -141,9 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
             seconds = fit(prior, train, a.steps, a.batch, a.lr, a.seed) if arch else float("nan")
-            scale = "" if a.kernel_scale == 1 else f" x{a.kernel_scale:g}"
-            augment = "" if a.augment == "none" else f" {a.augment}"
-            row = dict(prior=f"{name}{scale}{augment}", architecture=label,
+            row = dict(prior=" ".join([name, *tags]), architecture=label,
                        z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()),
                        train_kernels=len(train), heldout_kernels=len(held), steps=a.steps if arch else "",
                        heldout_iwae=round(score(prior, held, a.iwae_samples, a.seed + 1), 3),
@@ -160,7 +163,6 @@ def main(argv: list[str] | None = None) -> None:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", "kernels_of": name,
                                     "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
                                     "kernel_scale": a.kernel_scale, "augment": a.augment, **record}
-                suffix = scale.replace(" ", "-") + augment.replace(" ", "-") + (f"-z{a.z_dim}" if a.z_dim else "")
                 prior.save_pretrained(out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}{suffix}")
 
 
