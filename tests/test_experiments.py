@@ -194,6 +194,27 @@ def test_report_writes_page_plots_and_data(quick_out, tmp_path):
     assert (tmp_path / "page" / "data" / "fig2.csv").read_text() == (quick_out / "fig2.csv").read_text()
 
 
+def test_report_sets_our_fig2_beside_a_reference_run_paired_by_seed(quick_out, tmp_path):
+    """--reference: the authors'-prior runs of the same grid, each method's accuracy ours / theirs and the difference."""
+    ref = tmp_path / "reference"
+    shutil.copytree(quick_out, ref)
+    rows = read_csv(ref / "fig2.csv")
+    for r in rows:
+        r["accuracy"] = str(float(r["accuracy"]) - (0.125 if r["method"] == "dwp" else 0.0))
+    with (ref / "fig2.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = build_report(quick_out, tmp_path / "page", reference=ref).read_text()
+    section = text[text.index("## Our priors against the paper authors'"):]
+    dwp_row = next(line for line in section.splitlines() if line.startswith("| DWP |"))
+    assert dwp_row.count("(+0.125)") == dwp_row.count("|") - 2  # every N: ours 0.125 above the reference
+    assert "(+0.000)" in next(line for line in section.splitlines() if line.startswith("| N(0,1) |"))
+    assert (tmp_path / "page" / "data" / "reference-fig2.csv").read_text() == (ref / "fig2.csv").read_text()
+    with pytest.raises(FileNotFoundError, match="--reference"):
+        build_report(quick_out, tmp_path / "page2", reference=tmp_path / "nothing")
+
+
 def test_paired_verdict_is_a_paired_t_test():
     assert paired_verdict({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.70, 1: 0.71, 2: 0.72})[0] == "win"
     assert paired_verdict({0: 0.70, 1: 0.71, 2: 0.72}, {0: 0.80, 1: 0.82, 2: 0.81})[0] == "loss"
@@ -309,6 +330,33 @@ def test_fig2_means_start_as_prior_samples_for_every_method(method, mnist5k, tmp
                 got = net.state_dict()[name]
                 for noise in (False, True):
                     assert torch.equal(got, expected[noise].state_dict()[name]) == same[noise], (init, noise, name)
+
+
+def test_fig2_init_priors_start_the_means_while_the_kl_keeps_the_configured_priors(mnist5k, tmp_path):
+    """--init-prior7: μ of the 7x7 layer are samples of another prior, its KL is still the configured prior's."""
+    from dwp_hub.bayes_conv import bayes_layers
+    from training.experiments.context import RunContext
+    from training.experiments.fig2 import train_vi
+
+    plain = PriorSet()
+    split = PriorSet(dict(plain.names), {7: "dwp/photo-7x7"})
+    ctx = RunContext(torch.device("cpu"), mnist5k, split, tmp_path)
+    train_idx, _ = mnist5k.split(20, seed=4)
+    expected = classifier()
+    init_from_prior(expected, {7: split.init_dwp(7), 5: plain.dwp(5)}, rescale="none",
+                    generator=torch.Generator().manual_seed(4))
+    with ctx.run_log("probe") as log:
+        net, _ = train_vi("dwp", train_idx, Fig2Settings(steps=0), 4, ctx, log)
+    for name in ("features.0.weight", "features.3.weight"):
+        assert torch.equal(net.state_dict()[name], expected.state_dict()[name]), name
+    layers = dict(bayes_layers(net))
+    kl_decoder, configured = layers["features.0"].prior.aux.decoder.state_dict(), split.dwp(7).decoder.state_dict()
+    assert kl_decoder.keys() == configured.keys() and all(torch.equal(kl_decoder[k], configured[k]) for k in configured)
+    assert split.init_dwp(7).config.architecture != split.dwp(7).config.architecture
+    assert split.init_dwp(5) is split.dwp(5)
+    # Runs with init priors get their own protocol; runs without keep theirs.
+    assert protocol("fig2", Fig2Settings(), mnist5k, split) != protocol("fig2", Fig2Settings(), mnist5k, plain)
+    assert "init 7x7" in split.describe() and "init 7x7" not in plain.describe()
 
 
 def test_bayesianize_can_start_the_means_from_the_prior():

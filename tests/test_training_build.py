@@ -394,6 +394,39 @@ def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it_and_its
     assert row[0] == "k7 d4" and row[4:6] == ["160", "6"]  # training kernels ×8, held-out ones as they are
 
 
+def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_for_bit(tmp_path):
+    """Kernels, card and the source nets' records go into the folder; the same command gives the same weights."""
+    from training.experiments.dense_vae import main as refit
+
+    g = torch.Generator().manual_seed(0)
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(30, 5, 5, generator=g) / 5,
+                                                           "heldout": torch.randn(7, 5, 5, generator=g) / 5}, {})
+    nets = {f"net-{i:04d}.safetensors": {"arch": "fconv-mnist", "dataset": "notmnist-style", "epochs": 100,
+                                         "l2": 1e-3, "l2_on": "features", "init": "xavier", "seed": i,
+                                         "test_accuracy": 0.95 + i / 100, "train_seconds": 10.0, "widths": [32, 64]}
+            for i in range(2)}
+    (tmp_path / "nets.json").write_text(json.dumps({**nets, "partial": {}}))
+    (tmp_path / "data.json").write_text(json.dumps({"provenance": "glyphs", "info": {
+        "num_fonts": 3, "num_families": 2, "train_fonts": ["a.ttf", "b.ttf"], "test_fonts": ["c.ttf"]}}))
+    args = ["--priors", "", "--kernel-set", f"letters-5x5={path}", "--architectures", "dense", "--steps", "5",
+            "--batch", "8", "--iwae-samples", "4", "--score-train", "8", "--sources", str(tmp_path / "nets.json")]
+    for out in ("a", "b"):
+        refit(["--out", str(tmp_path / out), *args])
+    folders = [tmp_path / out / "letters-5x5-dense-5" for out in ("a", "b")]
+    assert (folders[0] / WEIGHTS_NAME).read_bytes() == (folders[1] / WEIGHTS_NAME).read_bytes()
+    prior = DWPrior.from_folder(folders[0])
+    prov = prior.provenance
+    assert prov["num_source_nets"] == 2 and prov["source_test_accuracy_mean"] == 0.955
+    assert prov["font_files_test"] == ["c.ttf"] and prov["dataset_provenance"] == "glyphs"
+    assert "100 epochs, L2 0.001 on the conv layers" in prov["source_training"]
+    assert {"heldout_elbo", "heldout_iwae_loglik", "heldout_fullcov_gaussian_loglik"} <= prov.keys()
+    assert prior.source_kernels("train").shape == (30, 5, 5) and prior.source_kernels("heldout").shape == (7, 5, 5)
+    card = (folders[0] / "README.md").read_text()
+    assert "Held-out IWAE log-likelihood" in card and "fconv-mnist" in card
+    bundled = install_bundled(folders[0], "acme/letters-5x5", bundled_dir=tmp_path / "bundled")
+    assert (bundled / "kernels.safetensors").is_file()
+
+
 def test_mixed_precision_and_conv_only_l2_are_recorded_per_net_and_in_the_provenance(tmp_path):
     from accelerate.state import AcceleratorState
 

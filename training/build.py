@@ -408,15 +408,7 @@ class Build:
                              + (" --dense" if self.dense else ""),
             **self._vae_provenance(recipe, metrics, stats, build_seconds),
         }
-        if "num_fonts" in info:
-            prov["fonts"] = info["num_fonts"]
-            prov["font_families"] = info["num_families"]
-            prov["font_files_train"] = info["train_fonts"]
-            prov["font_files_test"] = info["test_fonts"]
-        if "photo_list" in info:
-            prov["photos"] = info["photo_list"]  # each photo's package, version, licence and SHA-256
-        if "train_images" in info:
-            prov["images_train"], prov["images_test"] = info["train_images"], info["test_images"]
+        prov.update(data_facts(info))
         return prov
 
     def _vae_provenance(self, recipe: PriorRecipe, metrics: dict[str, float], stats: dict,
@@ -490,6 +482,21 @@ def _lock(path: Path, wait: bool) -> Iterator[bool]:
 
 def _subset(data: torch.utils.data.TensorDataset, n: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(*(t[:n] for t in data.tensors))
+
+
+def data_facts(info: dict[str, Any]) -> dict[str, Any]:
+    """The provenance fields of a source data set's facts (a data record's "info"): fonts, photos, image counts."""
+    prov: dict[str, Any] = {}
+    if "num_fonts" in info:
+        prov["fonts"] = info["num_fonts"]
+        prov["font_families"] = info["num_families"]
+        prov["font_files_train"] = info["train_fonts"]
+        prov["font_files_test"] = info["test_fonts"]
+    if "photo_list" in info:
+        prov["photos"] = info["photo_list"]  # each photo's package, version, licence and SHA-256
+    if "train_images" in info:
+        prov["images_train"], prov["images_test"] = info["train_images"], info["test_images"]
+    return prov
 
 
 def _kernel_set_provenance(kmeta: dict[str, Any], n_train: int) -> dict[str, Any]:

@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         e.add_argument("--prior7", default="dwp/notmnist-7x7",
                        help="7x7 prior (name or folder; 'reference': the paper authors', measurement only)")
         e.add_argument("--prior5", default="dwp/notmnist-5x5", help="5x5 prior (as --prior7)")
+        e.add_argument("--init-prior7", default=None,
+                       help="prior whose samples initialise fig2's 7x7 μ instead of --prior7's (the KL keeps --prior7)")
+        e.add_argument("--init-prior5", default=None, help="as --init-prior7, for the 5x5 layer")
         e.add_argument("--set", dest="overrides", action="append", default=[], metavar="EXP.FIELD=VALUE",
                        help="change a setting, e.g. fig2.steps=500, fig2.methods=dwp,normal, gap.vi.kl_subsample=512")
         e.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
@@ -61,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, type=Path)
     r = sub.add_parser("report", help="plots and results page from the CSVs of a results folder")
     r.add_argument("--results", required=True, type=Path)
+    r.add_argument("--reference", type=Path, default=None,
+                   help="results folder of Fig. 2 with the paper authors' priors, compared with ours on the page")
     r.add_argument("--page", type=Path, default=Path(__file__).resolve().parent.parent / "results",
                    help="folder of the results page and its PNGs (default training/results)")
     return p
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from .report import build_report
 
-        page = build_report(args.results, args.page)
+        page = build_report(args.results, args.page, args.reference)
         print(f"wrote {page}")
         return 0
     from .priors import PriorSet
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"--set: {e}") from None
     target = load_target(args.target or (BUILT_IN if args.quick else FULL_MNIST))
-    priors = PriorSet({7: args.prior7, 5: args.prior5})
+    init_names = {k: name for k, name in ((7, args.init_prior7), (5, args.init_prior5)) if name}
+    priors = PriorSet({7: args.prior7, 5: args.prior5}, init_names)
     counts = run_experiments(names, args.out, target, device=args.device, workers=args.workers,
                              quick=args.quick, priors=priors, threads=args.threads, overrides=overrides,
                              progress=not args.no_progress, time_limit=args.time_limit,

@@ -18,6 +18,11 @@ to ``fits.csv``.
 held-out with held-out): the kernels are filtered again by the build's norm threshold (training/kernel_sets.py; the
 current rule, on the pooled norms), and the fits are saved as ``NAME-<architecture>-<steps>``.
 
+Each fitted folder is a complete prior folder: its training and held-out kernels (``kernels.safetensors``, at most
+4,096 of each, as a build ships), the held-out scores and a model card; with ``--sources NETS_JSON`` (the records
+of the source nets whose kernels were pooled, as ``training/results/runs/*/nets.json``) its provenance and card
+also say how those nets were trained. ``python -m training bundle FOLDER --name dwp/NAME`` ships one.
+
 ``--augment d4`` trains on each training kernel under the 8 rotations and reflections of the square (folder suffix
 ``-d4``): the paper's source protocol leaves ~22 used 7x7 kernels a net, and a VAE fitted to 45 of them scored
 −35,125 nats on held-out ones; with their 360 turned and reflected copies, 31.9 (dense VAE: 46.7).
@@ -27,11 +32,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from dwp_hub import DWPrior
+from dwp_hub.prior_folder import MAX_KERNEL_SAMPLES, encode_kernel_sets
+from training.baselines import full_gaussian_loglik, isotropic_gaussian_loglik
+from training.build import DATA_RECORD, data_facts
+from training.card import render_card
 from training.checkpoint import load_tensors
 from training.kernel_sets import choose_threshold
 
@@ -76,6 +87,35 @@ def kernel_set(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor, dict]:
     return keep(train), keep(held), record
 
 
+def source_provenance(paths: list[Path]) -> dict[str, Any]:
+    """What the source-net records (nets.json files) say about the nets behind a kernel set, for the provenance;
+    with the data record (``data.json`` of a build's source nets) found beside the first, what they were trained on."""
+    nets = {}
+    for path in paths:
+        nets.update({name: rec for name, rec in json.loads(path.read_text()).items() if rec.get("arch")})
+    data = next((p.parent / DATA_RECORD for p in paths if (p.parent / DATA_RECORD).is_file()), None)
+    record = json.loads(data.read_text()) if data else {"provenance": "(no data record beside the nets' records)",
+                                                          "info": {}}
+    if not nets:
+        raise ValueError(f"no source-net records in {', '.join(map(str, paths))}")
+    recs = list(nets.values())
+    protocols = sorted({f"{r['epochs']} epochs, L2 {r['l2']:g} on "
+                        + ("every weight" if r["l2_on"] == "weights" else "the conv layers' weights and biases")
+                        + f", {'Xavier-normal' if r['init'] == 'xavier' else 'PyTorch default'} initial weights"
+                        for r in recs})
+    accs = [r["test_accuracy"] for r in recs]
+    return {"dataset": "+".join(sorted({r["dataset"] for r in recs})),
+            "source_architecture": "+".join(sorted({r["arch"] for r in recs})) + " (training/source_nets.py)",
+            "source_widths": sorted({tuple(r["widths"]) for r in recs}),
+            "source_training": "; ".join(protocols),
+            "num_source_nets": len(recs), "source_seeds": [r["seed"] for r in recs],
+            "source_test_accuracy": [round(a, 4) for a in accs],
+            "source_test_accuracy_mean": round(sum(accs) / len(accs), 4),
+            "source_train_seconds": round(sum(r["train_seconds"] for r in recs), 1),
+            "source_records": [str(p) for p in paths],
+            "dataset_provenance": record["provenance"], **data_facts(record["info"])}
+
+
 def dihedral(kernels: torch.Tensor) -> torch.Tensor:
     """The kernels under the 8 symmetries of the square (4 rotations, each also transposed): 8× the kernels."""
     turns = [torch.rot90(kernels, r, dims=(-2, -1)) for r in range(4)]
@@ -110,9 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--z-dim", type=int, default=None,
                    help="latent size of the fitted VAEs (default: a bundled prior's own, else the architecture's); "
                         "a size other than the default is in the folder name")
+    p.add_argument("--sources", action="append", default=[], type=Path, metavar="NETS_JSON",
+                   help="records of the source nets behind --kernel-set (repeatable): written into each fitted "
+                        "prior's provenance and model card")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
+    sources_record = source_provenance(a.sources) if a.sources else {}
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,12 +180,12 @@ def main(argv: list[str] | None = None) -> None:
         tags.append(a.augment)
     suffix = "".join(f"-{t}" for t in tags) + (f"-z{a.z_dim}" if a.z_dim else "")
     for name, train, held, domain, z_dim, bundled, record in sources:
-        train, held = train * a.kernel_scale, held * a.kernel_scale
-        if a.augment == "d4":
-            train = dihedral(train)
+        plain, held = train * a.kernel_scale, held * a.kernel_scale
+        train = dihedral(plain) if a.augment == "d4" else plain
         k = train.shape[-1]
         candidates = [(f"{bundled.config.architecture} (bundled)", bundled, None)] if bundled else []
         for arch in (f"dwp-{family}-{k}x{k}" for family in a.architectures.split(",")):
+            torch.manual_seed(a.seed)  # the VAE's initial weights: the same fit on every run
             prior = DWPrior.for_kernel_size(k, domain, z_dim=a.z_dim or z_dim, architecture=arch)
             candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
@@ -162,9 +206,33 @@ def main(argv: list[str] | None = None) -> None:
             if arch:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", "kernels_of": name,
                                     "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
-                                    "kernel_scale": a.kernel_scale, "augment": a.augment, **record}
-                prior.save_pretrained(out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}{suffix}")
+                                    "kernel_scale": a.kernel_scale, "augment": a.augment, "z_dim": prior.config.z_dim,
+                                    "kernels_train": len(plain), "kernels_heldout": len(held),
+                                    "fit_seconds": round(seconds, 1),
+                                    "heldout_iwae_loglik": row["heldout_iwae"], "iwae_samples": a.iwae_samples,
+                                    **sources_record, **record}
+                folder = out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}{suffix}"
+                save_folder(prior, folder, plain, held, a.seed)
 
+
+def save_folder(prior: DWPrior, folder: Path, train: torch.Tensor, held: torch.Tensor, seed: int) -> None:
+    """Write `prior` as a complete prior folder: weights, config, the kernels (subsets, as a build's), card."""
+    torch.manual_seed(seed + 2)
+    with torch.no_grad():
+        elbo = torch.stack([prior.elbo(held) for _ in range(10)]).mean().item()  # as a build scores it
+    metrics = {"heldout_elbo": elbo, "heldout_iwae_loglik": prior.provenance["heldout_iwae_loglik"],
+               "heldout_fullcov_gaussian_loglik": full_gaussian_loglik(train, held).mean().item(),
+               "heldout_isotropic_gaussian_loglik": isotropic_gaussian_loglik(train, held).mean().item(),
+               "iwae_samples": prior.provenance["iwae_samples"], "iwae_kernels": len(held)}
+    prior.provenance.update({k: round(v, 4) for k, v in metrics.items() if k.startswith("heldout")})
+    prior.card = render_card(prior.config, prior.provenance, metrics)
+    g = torch.Generator().manual_seed(seed)
+    prior.kernels_file = encode_kernel_sets(
+        {split: t[torch.randperm(len(t), generator=g)[:MAX_KERNEL_SAMPLES]] for split, t in (("train", train),
+                                                                                            ("heldout", held))},
+        note=f"random subsets (at most {MAX_KERNEL_SAMPLES}) of the train / held-out source kernels this prior was "
+             "fitted to / scored on")
+    prior.save_pretrained(folder)
 
 if __name__ == "__main__":
     main()

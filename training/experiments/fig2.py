@@ -4,10 +4,11 @@ The paper's Bayesian MNIST net (32 7×7 → 128 5×5 → linear): both convoluti
 Gaussian posterior (local reparameterisation) under the prior being compared; the linear layer stays a
 point estimate, as in the paper. ``deterministic`` trains the same net without any prior. Every method uses
 the same μ init (by default samples of the configured 7x7 and 5x5 deep weight priors, as the paper's code
-does for every method; ``init="xavier"`` is the recorded variant; both from the split seed), the same
-batches, steps and learning-rate schedule (Fig2Settings) and the same KL estimator: for every prior the
-entropy of q is exact and the rest of the KL is estimated on the same number of random kernels per layer
-(kl_subsample.py). The test set is the target's: MNIST's official 10,000 test images by default.
+does for every method, or of other priors given as ``--init-prior7/5``; ``init="xavier"`` is the recorded
+variant; both from the split seed), the same batches, steps and learning-rate schedule (Fig2Settings) and
+the same KL estimator: for every prior the entropy of q is exact and the rest of the KL is estimated on the
+same number of random kernels per layer (kl_subsample.py). The test set is the target's: MNIST's official
+10,000 test images by default.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def train_vi(method: str, train_idx: np.ndarray, s: Fig2Settings, seed: int, ctx
     net = classifier(num_classes=ctx.target.num_classes)
     xavier_(net, torch.Generator().manual_seed(seed))
     if s.init.startswith("prior"):  # the paper's protocol: μ of both convs are samples of the DWPs, every method
-        init_from_prior(net, {k: ctx.priors.dwp(k) for k in (7, 5)}, rescale="none",
+        init_from_prior(net, {k: ctx.priors.init_dwp(k) for k in (7, 5)}, rescale="none",
                         generator=torch.Generator().manual_seed(seed), progress=False, noise=s.init == "prior-noise")
     net.to(device)
     if s.dwp_estimator not in DWP_ESTIMATORS:

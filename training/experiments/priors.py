@@ -4,6 +4,9 @@ Names resolve as everywhere in dwp_hub (``DWPrior.from_pretrained``): a bundled 
 without any Hub request, so runs are reproducible offline; ``NAME@REV`` pins a Hub commit. The name
 ``reference`` is the paper authors' own VAE for that kernel size (``training/compare_priors.py``), loaded in
 memory for measurement only: it ships no source kernels, so the appendix C Gaussian cannot be fitted to it.
+
+``init_names`` optionally gives other priors for the μ init of Fig. 2 than for its KL, so that an experiment can
+tell what a prior does through its samples from what it does through its density.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class PriorSet:
     """DWPs, source kernels and fitted multivariate Gaussians by kernel size, each loaded on first use."""
 
     names: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
-    _dwp: dict[int, DWPrior] = field(default_factory=dict, repr=False)
+    init_names: dict[int, str] = field(default_factory=dict)  # μ-init priors where they differ from `names`
+    _dwp: dict[str, DWPrior] = field(default_factory=dict, repr=False)
     _kernels: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     _mvg: dict[int, MultivariateGaussianPrior] = field(default_factory=dict, repr=False)
 
@@ -42,15 +46,21 @@ class PriorSet:
 
     def dwp(self, k: int) -> DWPrior:
         """The deep weight prior over k×k kernels (frozen, eval mode, on the CPU)."""
-        if k not in self._dwp:
-            name = self.name(k)
+        return self._load(self.name(k), k)
+
+    def init_dwp(self, k: int) -> DWPrior:
+        """The prior whose samples initialise μ of k×k kernels: `init_names[k]` if given, else the prior itself."""
+        return self._load(self.init_names[k], k) if k in self.init_names else self.dwp(k)
+
+    def _load(self, name: str, k: int) -> DWPrior:
+        if name not in self._dwp:
             prior = reference_prior(k) if name == REFERENCE else DWPrior.from_pretrained(name)
             prior = prior.requires_grad_(False).eval()
             if prior.kernel_size != k:
-                raise ValueError(f"prior {self.name(k)!r} is over {prior.kernel_size}x{prior.kernel_size} kernels, "
+                raise ValueError(f"prior {name!r} is over {prior.kernel_size}x{prior.kernel_size} kernels, "
                                  f"configured for {k}x{k}")
-            self._dwp[k] = prior
-        return self._dwp[k]
+            self._dwp[name] = prior
+        return self._dwp[name]
 
     def source_kernels(self, k: int) -> torch.Tensor:
         """The real source kernels shipped with the k×k prior (tensor "train" of kernels.safetensors)."""
@@ -66,31 +76,38 @@ class PriorSet:
             self._mvg[k] = MultivariateGaussianPrior.fit(self.source_kernels(k))
         return self._mvg[k]
 
-    def folder(self, k: int) -> Path:
-        """The folder the k×k prior was read from (bundled, local or in the Hub cache; the authors' own folder)."""
-        if self.name(k) == REFERENCE:
+    def folder(self, k: int, name: str | None = None) -> Path:
+        """The folder prior `name` (default: the k×k prior) was read from (bundled, local or in the Hub cache; the
+        authors' own folder)."""
+        name = name or self.name(k)
+        if name == REFERENCE:
             return REFERENCE_DIR / f"vae{k}x{k}"
-        return self.dwp(k).source.path
+        return self._load(name, k).source.path
 
     def fingerprint(self) -> str:
-        """SHA-1 over every configured prior's weight and source-kernel files: changes when a prior is rebuilt."""
+        """SHA-1 over every configured prior's weight and source-kernel files: changes when a prior is rebuilt.
+
+        The init priors enter only when there are any, so that a set without them keeps its earlier fingerprint.
+        """
         h = hashlib.sha1()
-        for k, name in sorted(self.names.items()):
-            for f in (REFERENCE_WEIGHTS,) if name == REFERENCE else (WEIGHTS_NAME, KERNELS_NAME):
-                path = self.folder(k) / f
-                h.update(f"{k}:{f}:".encode())
-                h.update(path.read_bytes() if path.is_file() else b"absent")
+        for tag, names in (("", self.names), ("init ", self.init_names)):
+            for k, name in sorted(names.items()):
+                for f in (REFERENCE_WEIGHTS,) if name == REFERENCE else (WEIGHTS_NAME, KERNELS_NAME):
+                    path = self.folder(k, name) / f
+                    h.update(f"{tag}{k}:{f}:".encode())
+                    h.update(path.read_bytes() if path.is_file() else b"absent")
         return h.hexdigest()
 
     def describe(self) -> dict[str, dict]:
         """What each configured prior is (name, folder, where its kernels came from), for the records."""
-        out = {}
-        for k, name in sorted(self.names.items()):
-            if name == REFERENCE:
-                out[f"{k}x{k}"] = {"name": name, "folder": str(self.folder(k)),
-                                   "note": "the paper authors' VAE, loaded in memory for measurement only"}
-                continue
-            prov = self.dwp(k).provenance
-            out[f"{k}x{k}"] = {"name": name, "folder": str(self.folder(k)), **self.dwp(k).source.to_dict(),
-                               **{key: prov[key] for key in PROVENANCE_KEYS if key in prov}}
+        out = {f"{k}x{k}": self._describe(k, name) for k, name in sorted(self.names.items())}
+        out.update({f"init {k}x{k}": self._describe(k, name) for k, name in sorted(self.init_names.items())})
         return out
+
+    def _describe(self, k: int, name: str) -> dict:
+        if name == REFERENCE:
+            return {"name": name, "folder": str(self.folder(k, name)),
+                    "note": "the paper authors' VAE, loaded in memory for measurement only"}
+        prior = self._load(name, k)
+        return {"name": name, "folder": str(self.folder(k, name)), **prior.source.to_dict(),
+                **{key: prior.provenance[key] for key in PROVENANCE_KEYS if key in prior.provenance}}

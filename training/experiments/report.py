@@ -221,6 +221,42 @@ def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
     ])
 
 
+def reference_section(ours: list[dict], theirs: list[dict], ours_settings: dict, their_settings: dict) -> str:
+    """Fig. 2 with our shipped priors against the same protocol with the paper authors' priors, paired by seed.
+
+    In the reference runs every method's μ starts from the authors' priors, so the N(0,1) and deterministic rows
+    there say what the authors' init alone is worth; DWP's row adds their prior's KL.
+    """
+    by_ours, by_theirs = defaultdict(dict), defaultdict(dict)
+    for rows, by in ((ours, by_ours), (theirs, by_theirs)):
+        for r in rows:
+            by[(r["method"], r["n_train"])][r["seed"]] = r["accuracy"]
+    sizes = sorted({n for (_, n) in by_theirs} & {n for (_, n) in by_ours})
+    methods = [m for m in LABELS if any((m, n) in by_theirs for n in sizes)]
+    head = "| method | " + " | ".join(f"N={n}" for n in sizes) + " |"
+    sep = "|---|" + "---|" * len(sizes)
+    lines = [head, sep]
+    for m in methods:
+        cells = []
+        for n in sizes:
+            a, b = by_ours.get((m, n), {}), by_theirs.get((m, n), {})
+            v, d, k = paired_verdict(a, b)
+            cells.append(f"{_pm(list(a.values()))} / {_pm(list(b.values()))}, {v} ({d:+.3f})" if k else "n/a")
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    names = lambda st: ", ".join(f"{k} {v['name']}" for k, v in sorted(st["priors"].items()))  # noqa: E731
+    return "\n".join([
+        "## Our priors against the paper authors' (Fig. 2, same protocol)",
+        "",
+        f"Ours: {names(ours_settings)}. Theirs: {names(their_settings)} (the authors' VAEs, for measurement only). "
+        "Every method's μ starts from samples of the priors of its run, so the baselines differ between the two "
+        "columns by their init alone. Each cell: accuracy with our priors / with the authors', mean ± std over split "
+        "seeds; then the paired verdict of ours against theirs (t-test at 5%) and the mean difference.",
+        "",
+        *lines,
+        "",
+    ])
+
+
 # --- Appendix B -----------------------------------------------------------------------------------------
 def gap_section(rows: list[dict], settings: dict) -> str:
     by = defaultdict(list)
@@ -408,8 +444,12 @@ def _compute_section(all_rows: dict[str, list[dict]], all_settings: dict[str, di
 DISCUSSION_NAME = "discussion.md"
 
 
-def build_report(results: str | Path, page_dir: str | Path) -> Path:
-    """Copy the results into `page_dir`/data, draw the figures and write `page_dir`/README.md."""
+def build_report(results: str | Path, page_dir: str | Path, reference: str | Path | None = None) -> Path:
+    """Copy the results into `page_dir`/data, draw the figures and write `page_dir`/README.md.
+
+    `reference`: a results folder of Fig. 2 run with the paper authors' priors (``--prior7 reference --prior5
+    reference``), shown beside ours; its CSV and settings are copied as ``data/reference-fig2.*``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -437,6 +477,13 @@ def build_report(results: str | Path, page_dir: str | Path) -> Path:
         sections["fig3"] = fig3_section(all_rows["fig3"], all_settings["fig3"], page_dir)
     if all_rows["fig4"]:
         sections["fig4"] = fig4_section(all_rows["fig4"], all_settings["fig4"], page_dir)
+    if reference is not None:
+        ref_rows, ref_settings = load_rows(Path(reference), "fig2")
+        if not ref_rows or not all_rows["fig2"]:
+            raise FileNotFoundError(f"--reference {reference}: no Fig. 2 runs there or in {results} to compare")
+        shutil.copyfile(Path(reference) / "fig2.csv", data / "reference-fig2.csv")
+        shutil.copyfile(Path(reference) / "settings-fig2.json", data / "settings-reference-fig2.json")
+        sections["fig2"] += "\n" + reference_section(all_rows["fig2"], ref_rows, all_settings["fig2"], ref_settings)
     sections["compute"] = _compute_section(all_rows, all_settings)
     discussion = page_dir / DISCUSSION_NAME
     if discussion.is_file():

@@ -42,8 +42,9 @@ def protocol(experiment: str, settings, target: Target, priors: PriorSet) -> str
     so growing the grid adds runs to the same CSV instead of starting a new protocol.
     """
     h = hashlib.sha1()
+    init = {"init_priors": priors.init_names} if priors.init_names else {}  # absent: earlier runs keep their hash
     h.update(json.dumps({"experiment": experiment, "settings": run_protocol(settings), "priors": priors.names,
-                         "prior_files": priors.fingerprint()}, sort_keys=True).encode())
+                         "prior_files": priors.fingerprint(), **init}, sort_keys=True).encode())
     h.update(np.ascontiguousarray(target.x).tobytes())
     h.update(np.ascontiguousarray(target.y).tobytes())
     if target.pool is not None:
@@ -72,9 +73,11 @@ class Lane:
         return self.experiments is None or job[0] in self.experiments
 
 
-def _init_worker(device: str, threads: int, target: Target, prior_names: dict[int, str], log_dir: str) -> None:
+def _init_worker(device: str, threads: int, target: Target, prior_names: dict[int, str],
+                 init_names: dict[int, str], log_dir: str) -> None:
     global _CTX
-    _CTX = RunContext(configure_device(device, threads), target, PriorSet(dict(prior_names)), Path(log_dir))
+    _CTX = RunContext(configure_device(device, threads), target, PriorSet(dict(prior_names), dict(init_names)),
+                      Path(log_dir))
 
 
 def _run(experiment: str, run_id: str, params: dict, settings) -> tuple[list[dict], float, str | None]:
@@ -165,7 +168,7 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
         return bool(queue) and (deadline is None or time.monotonic() < deadline)
 
     if workers <= 1 and cpu_workers == 0:
-        _init_worker(device, threads, target, priors.names, log_dir)
+        _init_worker(device, threads, target, priors.names, priors.init_names, log_dir)
         _CTX.progress = progress
         while may_start():
             job = queue.pop(0)
@@ -178,7 +181,7 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
         for lane in lanes:
             lane.pool = ProcessPoolExecutor(
                 max_workers=lane.capacity, mp_context=get_context("spawn"), initializer=_init_worker,
-                initargs=(lane.device, lane.threads, target, priors.names, log_dir))
+                initargs=(lane.device, lane.threads, target, priors.names, priors.init_names, log_dir))
         running: dict = {}  # future -> (job, lane)
 
         def fill() -> None:
