@@ -440,3 +440,5 @@ def test_reference_priors_load_in_memory_and_pin_the_protocol():
     assert theirs.describe()["5x5"]["name"] == "reference"
     with pytest.raises(ValueError, match="no source kernels"):
         theirs.mv_gaussian(5)
+    both = PriorSet({7: "reference", 5: "reference"})  # one name, a prior per kernel size
+    assert (both.dwp(7).kernel_size, both.dwp(5).kernel_size, both.init_dwp(7).kernel_size) == (7, 5, 7)

@@ -35,7 +35,7 @@ class PriorSet:
 
     names: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     init_names: dict[int, str] = field(default_factory=dict)  # μ-init priors where they differ from `names`
-    _dwp: dict[str, DWPrior] = field(default_factory=dict, repr=False)
+    _dwp: dict[tuple[str, int], DWPrior] = field(default_factory=dict, repr=False)  # by (name, kernel size)
     _kernels: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     _mvg: dict[int, MultivariateGaussianPrior] = field(default_factory=dict, repr=False)
 
@@ -53,14 +53,14 @@ class PriorSet:
         return self._load(self.init_names[k], k) if k in self.init_names else self.dwp(k)
 
     def _load(self, name: str, k: int) -> DWPrior:
-        if name not in self._dwp:
+        if (name, k) not in self._dwp:  # "reference" names one prior per kernel size
             prior = reference_prior(k) if name == REFERENCE else DWPrior.from_pretrained(name)
             prior = prior.requires_grad_(False).eval()
             if prior.kernel_size != k:
                 raise ValueError(f"prior {name!r} is over {prior.kernel_size}x{prior.kernel_size} kernels, "
                                  f"configured for {k}x{k}")
-            self._dwp[name] = prior
-        return self._dwp[name]
+            self._dwp[name, k] = prior
+        return self._dwp[name, k]
 
     def source_kernels(self, k: int) -> torch.Tensor:
         """The real source kernels shipped with the k×k prior (tensor "train" of kernels.safetensors)."""
