@@ -89,7 +89,7 @@ def kernel_set(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor, dict]:
 
 def source_provenance(paths: list[Path]) -> dict[str, Any]:
     """What the source-net records (nets.json files) say about the nets behind a kernel set, for the provenance;
-    with the data record (``data.json`` of a build's source nets) found beside the first, what they were trained on."""
+    with the first data record (``data.json`` of a build's source nets) found beside them, what they were trained on."""
     nets = {}
     for path in paths:
         nets.update({name: rec for name, rec in json.loads(path.read_text()).items() if rec.get("arch")})
@@ -233,6 +233,7 @@ def save_folder(prior: DWPrior, folder: Path, train: torch.Tensor, held: torch.T
         note=f"random subsets (at most {MAX_KERNEL_SAMPLES}) of the train / held-out source kernels this prior was "
              "fitted to / scored on")
     prior.save_pretrained(folder)
+
 
 if __name__ == "__main__":
     main()
