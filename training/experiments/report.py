@@ -102,6 +102,11 @@ def _accuracy_verdict(by: dict, dwp_key: tuple, other_key: tuple) -> tuple[str, 
     return v, (f"{v} ({d:+.3f})" if n else "n/a")
 
 
+def _size_header(sizes: list[int]) -> tuple[str, str]:
+    """Header and separator of a table with a method column and one column per training-set size N."""
+    return "| method | " + " | ".join(f"N={n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)
+
+
 def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
     import matplotlib.pyplot as plt
 
@@ -135,8 +140,7 @@ def fig2_section(rows: list[dict], settings: dict, out: Path) -> str:
     fig.savefig(out / "fig2.png", dpi=120)
     plt.close(fig)
 
-    head = "| method | " + " | ".join(f"N={n}" for n in sizes) + " |"
-    sep = "|---|" + "---|" * len(sizes)
+    head, sep = _size_header(sizes)
     acc = [head, sep]
     for m in methods:
         cells = []
@@ -233,9 +237,7 @@ def reference_section(ours: list[dict], theirs: list[dict], ours_settings: dict,
             by[(r["method"], r["n_train"])][r["seed"]] = r["accuracy"]
     sizes = sorted({n for (_, n) in by_theirs} & {n for (_, n) in by_ours})
     methods = [m for m in LABELS if any((m, n) in by_theirs for n in sizes)]
-    head = "| method | " + " | ".join(f"N={n}" for n in sizes) + " |"
-    sep = "|---|" + "---|" * len(sizes)
-    lines = [head, sep]
+    lines = list(_size_header(sizes))
     for m in methods:
         cells = []
         for n in sizes:
