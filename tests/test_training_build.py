@@ -395,7 +395,8 @@ def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it_and_its
 
 
 def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_for_bit(tmp_path):
-    """Kernels, card and the source nets' records go into the folder; the same command gives the same weights."""
+    """Kernels, card, the source nets' records and the fit's command and versions go into the folder; the same
+    command gives the same weights (on one machine)."""
     from training.experiments.dense_vae import main as refit
 
     g = torch.Generator().manual_seed(0)
@@ -420,6 +421,9 @@ def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_f
     assert prov["font_files_test"] == ["c.ttf"] and prov["dataset_provenance"] == "glyphs"
     assert "100 epochs, L2 0.001 on the conv layers" in prov["source_training"]
     assert {"heldout_elbo", "heldout_iwae_loglik", "heldout_fullcov_gaussian_loglik"} <= prov.keys()
+    assert prov["fit_command"].startswith("python -m training.experiments.dense_vae --out ")
+    assert f"--kernel-set letters-5x5={path}" in prov["fit_command"]
+    assert prov["torch_version"] == torch.__version__ and prov["dwp_hub_version"] and prov["date"][:2] == "20"
     assert prior.source_kernels("train").shape == (30, 5, 5) and prior.source_kernels("heldout").shape == (7, 5, 5)
     card = (folders[0] / "README.md").read_text()
     assert "Held-out IWAE log-likelihood" in card and "fconv-mnist" in card

@@ -32,12 +32,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import dwp_hub
 from dwp_hub import DWPrior
 from dwp_hub.prior_folder import MAX_KERNEL_SAMPLES, encode_kernel_sets
 from training.baselines import full_gaussian_loglik, isotropic_gaussian_loglik
@@ -155,7 +159,11 @@ def main(argv: list[str] | None = None) -> None:
                         "prior's provenance and model card")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    argv = sys.argv[1:] if argv is None else argv
     a = p.parse_args(argv)
+    fitted_by = {"fit_command": shlex.join(["python", "-m", "training.experiments.dense_vae", *argv]),
+                 "dwp_hub_version": dwp_hub.__version__, "torch_version": torch.__version__,
+                 "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")}
     sources_record = source_provenance(a.sources) if a.sources else {}
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                     writer.writeheader()
                 writer.writerow(row)
             if arch:
-                prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", "kernels_of": name,
+                prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", **fitted_by, "kernels_of": name,
                                     "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
                                     "kernel_scale": a.kernel_scale, "augment": a.augment, "z_dim": prior.config.z_dim,
                                     "kernels_train": len(plain), "kernels_heldout": len(held),
