@@ -448,3 +448,5 @@ def test_mixed_precision_and_conv_only_l2_are_recorded_per_net_and_in_the_proven
     prov = DWPrior.from_folder(tmp_path / "notmnist-7x7").provenance
     assert prov["source_mixed_precision"] == ["bf16"] and prov["device"].endswith("bf16 autocast")
     assert "the conv layers' weights and biases" in prov["source_training"]
+    assert prov["build_command"] == ("python -m training build notmnist-7x7 --tiny --seed 0 "
+                                     "--source-set l2_on=features --source-set first_seed=7")

@@ -49,7 +49,7 @@ from .checkpoint import load_tensors, read_meta, save_tensors
 from .datasets import ImageData, load_image_data
 from .checkpoints import conv_kernels, resolve_checkpoint
 from .kernel_sets import build_kernel_set, split_kernel_set
-from .recipes import CheckpointSources, PriorRecipe, SourceRecipe, get_recipe
+from .recipes import CheckpointSources, PriorRecipe, SourceRecipe, get_recipe, source_settings_of
 from .source_nets import build_source_net
 
 DATA_RECORD = "data.json"  # beside the source nets: provenance and facts of the data they were trained on
@@ -404,6 +404,7 @@ class Build:
             **_kernel_set_provenance(kmeta, n_train),
             "source_train_seconds": round(sum(m["train_seconds"] for m in net_meta), 1),
             "build_command": f"python -m training build {recipe.name}{' --tiny' if self.tiny else ''} --seed {self.seed}"
+                             + "".join(f" --source-set {k}={v}" for k, v in source_settings_of(recipe).items())
                              + (f" --z-dim {recipe.z_dim}" if recipe.z_dim is not None else "")
                              + (" --dense" if self.dense else ""),
             **self._vae_provenance(recipe, metrics, stats, build_seconds),

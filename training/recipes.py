@@ -129,7 +129,8 @@ RECIPES: dict[str, PriorRecipe] = {
     for r in (
         PriorRecipe("notmnist-7x7", "notmnist", 7, NOTMNIST_FCONV, ("features.0",), vae_epochs=300),
         PriorRecipe("notmnist-5x5", "notmnist", 5, NOTMNIST_FCONV, ("features.3",), vae_epochs=20),
-        PriorRecipe("notmnist-3x3", "notmnist", 3, NOTMNIST_CONV3, ("features.3", "features.6"), vae_epochs=30),
+        PriorRecipe("notmnist-3x3", "notmnist", 3, NOTMNIST_CONV3, ("features.3", "features.6"), vae_epochs=30,
+                    z_candidates=(4, 8)),  # as notmnist-7x7's z 8 (issue #12): the paper's 2 is chosen only if best
         PriorRecipe("mnist-7x7", "mnist", 7, MNIST5K_FCONV, ("features.0",), vae_epochs=300),
         PriorRecipe("mnist-5x5", "mnist", 5, MNIST5K_FCONV, ("features.3",), vae_epochs=30),
         PriorRecipe("mnist-3x3", "mnist", 3, MNIST5K_CONV3, ("features.3", "features.6"), vae_epochs=30),
@@ -190,6 +191,16 @@ def with_source_settings(recipe: PriorRecipe, settings: dict[str, str]) -> Prior
             raise ValueError(f"source setting {key}={value!r}: not a valid value") from None
     source = replace(recipe.source, name=f"{recipe.source.name}-{source_settings_suffix(settings)}", **changes)
     return replace(recipe, source=source)
+
+
+def source_settings_of(recipe: PriorRecipe) -> dict[str, str]:
+    """The ``--source-set`` settings that turn the named recipe's source nets into `recipe`'s (empty: none)."""
+    named = RECIPES.get(recipe.name)
+    if named is None or not isinstance(recipe.source, SourceRecipe) or not isinstance(named.source, SourceRecipe):
+        return {}
+    base = named.source.tiny() if recipe.tiny_build else named.source
+    return {key: ",".join(map(str, value)) if key == "widths" else f"{value:g}" if isinstance(value, float) else
+            str(value) for key in SOURCE_FIELDS if (value := getattr(recipe.source, key)) != getattr(base, key)}
 
 
 def source_settings_suffix(settings: dict[str, str]) -> str:
