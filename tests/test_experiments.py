@@ -442,3 +442,16 @@ def test_reference_priors_load_in_memory_and_pin_the_protocol():
         theirs.mv_gaussian(5)
     both = PriorSet({7: "reference", 5: "reference"})  # one name, a prior per kernel size
     assert (both.dwp(7).kernel_size, both.dwp(5).kernel_size, both.init_dwp(7).kernel_size) == (7, 5, 7)
+
+
+def test_nearest_cosine_finds_turned_and_reflected_copies_and_not_unlike_kernels():
+    from training.compare_priors import nearest_cosine
+
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(20, 7, 7, generator=g)
+    copies = torch.stack([torch.rot90(reference[3], 1), reference[5].flip(1) * 0.3, torch.rot90(reference[7], 2).T])
+    torch.testing.assert_close(nearest_cosine(copies, reference, chunk=2), torch.ones(3))
+    unlike = nearest_cosine(torch.randn(50, 7, 7, generator=g), reference, chunk=16)
+    assert unlike.shape == (50,) and (unlike < 0.7).all()
+    blends = nearest_cosine(reference[:10] + reference[10:], reference)
+    assert (blends < 0.9).all() and (blends > unlike.median()).all()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 
@@ -132,3 +135,31 @@ def test_mnist_5k_is_real_and_class_balanced():
 def test_mnist_5k_without_a_test_split_keeps_every_digit_for_training():
     data = mnist_5k(test_per_class=0, seed=0)
     assert len(data.train) == 5000 and len(data.test) == 0
+
+
+def test_ink_fraction_ranks_bold_above_regular_and_refuses_an_unusable_font():
+    d = fonts.matplotlib_font_dir()
+    regular, bold = fonts.ink_fraction(d / "DejaVuSans.ttf"), fonts.ink_fraction(d / "DejaVuSans-Bold.ttf")
+    assert 0.05 < regular < bold < 0.6
+    with pytest.raises(ValueError, match="not a usable font"):
+        fonts.ink_fraction(d / "LastResortHE-Regular.ttf")
+
+
+def test_font_split_links_each_font_into_one_half_that_renders_as_the_original(tmp_path, mpl_faces):
+    from training.experiments import font_split
+
+    font_split.main(["--out", str(tmp_path), "--font-dir", str(fonts.matplotlib_font_dir())])
+    rows = list(csv.DictReader((tmp_path / "fonts.csv").open()))
+    assert sorted(r["font"] for r in rows) == sorted(f.path.name for f in mpl_faces)
+    median = json.loads((tmp_path / "split.json").read_text())["median_ink"]
+    for r in rows:
+        assert (r["half"] == "heavy") == (float(r["ink"]) > median)
+    halves = {h: fonts.find_fonts([tmp_path / h])[0] for h in font_split.HALVES}
+    assert {f.path.name for f in halves["heavy"]} == {r["font"] for r in rows if r["half"] == "heavy"}
+    assert {f.sha1 for f in halves["light"]}.isdisjoint({f.sha1 for f in halves["heavy"]})
+    linked = halves["light"][0]
+    original = next(f for f in mpl_faces if f.sha1 == linked.sha1)
+    np.testing.assert_array_equal(fonts.render_fonts([linked], 1, seed=3, progress=False)[0],
+                                  fonts.render_fonts([original], 1, seed=3, progress=False)[0])
+    with pytest.raises(SystemExit):  # never writes into an existing split
+        font_split.main(["--out", str(tmp_path), "--font-dir", str(fonts.matplotlib_font_dir())])

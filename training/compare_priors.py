@@ -10,8 +10,16 @@ of 1e-12 where theirs has none. They are never saved, bundled or pushed. For eac
 - the mean L2 norm of 4,096 kernels drawn from each prior (decoder means at z ~ N(0, I), as ``init`` draws
   them) and of our held-out source kernels (the authors' source kernels are not available);
 - the share of variance in the top 1 / 2 / 4 / 8 principal directions of each of those sets;
+- the median cosine similarity of each set's kernels to the nearest of our prior's training source kernels
+  (turned and reflected, the square's 8 symmetries): a decoder mean that blends unlike kernels scores lower than
+  one that looks like a learnt kernel (held-out source kernels score ~0.94 for 7x7);
 - IWAE log-likelihoods (nats per kernel) of our held-out source kernels and of kernels sampled from each
   prior with decoder noise, under both priors (a prior scoring the other's samples low does not cover them).
+
+``--kernel-set NAME=FILE[+FILE…]`` (repeatable) adds kernels of a build's kernel-set files (pooled and filtered by
+the norm threshold as ``training.experiments.dense_vae`` does, training and held-out kernels together) to the
+norm, spectrum and log-likelihood tables of their kernel size: how close source nets trained some other way come
+to the population the authors' prior was fitted to.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import torch
 from dwp_hub import DWPrior
 from dwp_hub.images import kernel_grid, save_png
 from dwp_hub.prior_folder import PriorConfig
+from training.experiments.dense_vae import kernel_set
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-priors"
 REFERENCE_WEIGHTS = "vae_params.torch"  # in vae7x7/ and vae5x5/
@@ -58,6 +67,14 @@ def spectrum(kernels: torch.Tensor, tops: tuple[int, ...] = (1, 2, 4, 8)) -> str
     return " / ".join(f"{share[t - 1]:.2f}" for t in tops)
 
 
+def nearest_cosine(kernels: torch.Tensor, reference: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Each kernel's largest cosine similarity to any reference kernel or its turns and reflections."""
+    turned = [torch.rot90(reference, r, (1, 2)) for r in range(4)]
+    ref = torch.nn.functional.normalize(torch.cat(turned + [t.flip(2) for t in turned]).flatten(1), dim=1)
+    x = torch.nn.functional.normalize(kernels.flatten(1), dim=1)
+    return torch.cat([(part @ ref.T).amax(1) for part in x.split(chunk)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("build/compare"), help="folder for the sample grids")
@@ -66,21 +83,35 @@ def main() -> None:
     ap.add_argument("--kernels", type=int, default=1000, help="kernels scored per set")
     ap.add_argument("--iwae-samples", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kernel-set", action="append", default=[], metavar="NAME=FILE[+FILE…]",
+                    help="also measure the kept kernels of these kernel-set files (repeatable)")
     args = ap.parse_args()
+    extra = {}
+    for item in args.kernel_set:
+        name, _, files = item.partition("=")
+        if not files:
+            ap.error(f"--kernel-set {item!r}: give NAME=FILE[+FILE…]")
+        train, held, _ = kernel_set([Path(f) for f in files.split("+")])
+        extra[name] = torch.cat([train, held])
     args.out.mkdir(parents=True, exist_ok=True)
     for k in (7, 5):
         ours, theirs = DWPrior.from_pretrained(f"dwp/notmnist-{k}x{k}"), reference_prior(k, args.reference)
         g = torch.Generator().manual_seed(args.seed)
         sets = {"ours: samples": ours.sample(4096, generator=g), "theirs: samples": theirs.sample(4096, generator=g),
                 "ours: held-out source kernels": ours.source_kernels("heldout")}
-        print(f"\n{k}x{k} kernels        {'mean norm':>10}  variance in top 1/2/4/8 directions")
+        sets.update({f"{name} ({len(kernels)})": kernels for name, kernels in extra.items() if kernels.shape[-1] == k})
+        sources = ours.source_kernels("train")
+        print(f"\n{k}x{k} kernels        {'mean norm':>10}  variance in top 1/2/4/8 directions  nearest-source cos")
         for name, kernels in sets.items():
-            print(f"{name:32} {kernels.flatten(1).norm(dim=1).mean():10.4f}  {spectrum(kernels)}")
+            print(f"{name:32} {kernels.flatten(1).norm(dim=1).mean():10.4f}  {spectrum(kernels):29}"
+                  f"{nearest_cosine(kernels, sources).median():8.3f}")
         for who, prior in (("ours", ours), ("theirs", theirs)):
             save_png(kernel_grid(sets[f"{who}: samples"][:64]), args.out / f"{who}-{k}x{k}-samples.png")
         scored = {"ours: held-out source kernels": sets["ours: held-out source kernels"][:args.kernels],
                   "ours: samples with decoder noise": ours.sample(args.kernels, generator=g, noise=True),
                   "theirs: samples with decoder noise": theirs.sample(args.kernels, generator=g, noise=True)}
+        scored.update({name: kernels[:args.kernels] for name, kernels in sets.items() if name not in scored
+                       and not name.endswith("samples")})
         print(f"IWAE log-likelihood, K={args.iwae_samples} (nats/kernel)   {'under ours':>11} {'under theirs':>13}")
         for name, kernels in scored.items():
             lls = [prior.log_prob(kernels, num_samples=args.iwae_samples,

@@ -105,6 +105,17 @@ def _usable_glyphs(path: Path) -> list[Image.Image] | None:
     return glyphs
 
 
+def ink_fraction(path: Path) -> float:
+    """Mean intensity (0-1) of the font's letters A-J drawn centred in the 28×28 box without jitter.
+
+    A measure of stroke weight: light text faces score low, bold and display faces high.
+    """
+    glyphs = _usable_glyphs(path)
+    if glyphs is None:
+        raise ValueError(f"{path}: not a usable font (it must draw ten distinct letters A-J)")
+    return float(np.mean([_fit(g, None) for g in glyphs]) / 255.0)
+
+
 def find_fonts(dirs: list[str | Path]) -> tuple[list[FontFace], dict[str, int]]:
     """Usable fonts under `dirs`, sorted by file name, duplicates (same bytes) removed; plus reject counts."""
     files = sorted({p for d in dirs if Path(d).is_dir() for p in Path(d).rglob("*") if p.suffix.lower() in FONT_SUFFIXES},
