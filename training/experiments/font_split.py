@@ -31,15 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for light/, heavy/, fonts.csv and split.json")
     p.add_argument("--font-dir", action="append", default=[], help="font folders (default: the system's)")
     a = p.parse_args(argv)
+    taken = [d for d in (*(a.out / h for h in HALVES), a.out / "fonts.csv", a.out / "split.json") if d.exists()]
+    if taken:
+        p.error(f"{', '.join(map(str, taken))} exists already: give a new --out")
     dirs = a.font_dir or list(fonts.DEFAULT_FONT_DIRS)
     faces, rejected = fonts.find_fonts(dirs)
     if len(faces) < 4:
         p.error(f"found {len(faces)} usable fonts under {dirs}: too few to split (run training/install_fonts.sh)")
     ink = np.array([fonts.ink_fraction(f.path) for f in faces])
     median = float(np.median(ink))
-    taken = [d for d in (a.out / h for h in HALVES) if d.exists()]
-    if taken:
-        p.error(f"{', '.join(map(str, taken))} exists already: give a new --out")
     rows = []
     for i, (face, value) in enumerate(zip(faces, ink)):
         half = HALVES[int(value > median)]
