@@ -33,7 +33,6 @@ import torch
 from dwp_hub import DWPrior
 from dwp_hub.images import kernel_grid, save_png
 from dwp_hub.prior_folder import PriorConfig
-from training.experiments.dense_vae import kernel_set
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-priors"
 REFERENCE_WEIGHTS = "vae_params.torch"  # in vae7x7/ and vae5x5/
@@ -87,6 +86,8 @@ def main() -> None:
     ap.add_argument("--kernel-set", action="append", default=[], metavar="NAME=FILE[+FILE…]",
                     help="also measure the kept kernels of these kernel-set files (repeatable)")
     args = ap.parse_args()
+    from training.experiments.dense_vae import kernel_set  # here, not at the top: the experiments import this module
+
     extra = {}
     for item in args.kernel_set:
         name, _, files = item.partition("=")
