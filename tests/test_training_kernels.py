@@ -78,6 +78,41 @@ def test_kernel_set_holds_out_whole_source_nets(tmp_path):
     assert meta["heldout_nets"] == ["net-2.safetensors"] and (tmp_path / "hist.png").stat().st_size > 0
 
 
+def test_exported_net_files_pool_with_another_builds_heldout_part(tmp_path):
+    from training.experiments import export_kernels
+    from training.experiments.dense_vae import kernel_set
+
+    nets = []
+    for i in range(2):
+        w = torch.full((8, 4, 5, 5), float(i + 1))  # net i's kernels are constant i + 1
+        w[:, 0] = 1e-6  # a quarter of each net's kernels dead
+        nets.append(save_tensors(tmp_path / f"net-{i}.safetensors", {"features.3.weight": w}, {}))
+    build_set = tmp_path / "build.safetensors"
+    save_tensors(build_set, {"train": torch.full((5, 5, 5), 9.0), "heldout": torch.full((6, 5, 5), 3.0)}, {})
+    files = [tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "held.safetensors"]
+    for net, out in zip(nets, files):
+        export_kernels.main(["--net", str(net), "--layer", "features.3", "--kernel-size", "5", "--out", str(out)])
+    export_kernels.main(["--kernel-set", str(build_set), "--part", "heldout", "--as", "heldout", "--out", str(files[2])])
+    parts, meta = load_tensors(files[0])
+    assert parts["train"].shape == (32, 5, 5) and parts["heldout"].shape == (0, 5, 5)
+    assert meta["net"] == str(nets[0]) and meta["layer"] == "features.3"
+    train, held, record = kernel_set(files)
+    assert record["kernels_in_file"] == 70 and record["kernels_kept"] == 54
+    assert set(train.unique().tolist()) == {1.0, 2.0} and len(train) == 48
+    assert torch.all(held == 3.0) and len(held) == 6
+    before = files[0].read_bytes()
+    with pytest.raises(SystemExit):
+        export_kernels.main(["--net", str(nets[1]), "--layer", "features.3", "--kernel-size", "5",
+                             "--out", str(files[0])])
+    with pytest.raises(FileExistsError):
+        export_kernels.export(torch.ones(2, 5, 5), "train", files[0], {})
+    assert files[0].read_bytes() == before
+    with pytest.raises(ValueError, match="not 7x7"):
+        export_kernels.main(["--net", str(nets[0]), "--layer", "features.3", "--kernel-size", "7",
+                             "--out", str(tmp_path / "c.safetensors")])
+    assert not (tmp_path / "c.safetensors").exists()
+
+
 def test_full_covariance_gaussian_matches_the_density_it_was_fitted_to():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(9, 9, generator=g, dtype=torch.float64) * 0.3
