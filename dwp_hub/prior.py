@@ -220,7 +220,8 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
     def from_folder(cls, folder: str | os.PathLike) -> "DWPrior":
         """Load a prior folder strictly: safetensors only, every file and tensor checked (dwp_hub.prior_folder)."""
         files, tensors = read_folder(folder)
-        model = cls(files.config)
+        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG alone
+            model = cls(files.config)
         model.load_state_dict(tensors)
         model.provenance, model.card, model.kernels_file = files.provenance, files.card, files.kernels
         return model.eval()

@@ -171,8 +171,9 @@ def read_config(folder: str | os.PathLike) -> tuple[PriorConfig, dict[str, Any]]
 def expected_shapes(config: PriorConfig) -> dict[str, torch.Size]:
     """Name → shape of every tensor a prior of this config stores (its state_dict)."""
     arch = ARCHITECTURES[config.architecture]
-    shapes = {f"encoder.{k}": v.shape for k, v in arch.encoder(config.z_dim).state_dict().items()}
-    shapes.update({f"decoder.{k}": v.shape for k, v in arch.decoder(config.z_dim).state_dict().items()})
+    with torch.device("meta"):  # shapes only: no memory, no initialisation, the caller's RNG untouched
+        shapes = {f"encoder.{k}": v.shape for k, v in arch.encoder(config.z_dim).state_dict().items()}
+        shapes.update({f"decoder.{k}": v.shape for k, v in arch.decoder(config.z_dim).state_dict().items()})
     return shapes
 
 

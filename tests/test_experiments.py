@@ -148,6 +148,25 @@ def test_fig2_dwp_estimator_gives_dwp_layers_stored_gradients_and_nothing_else(m
     assert all(getattr(layer.prior, "stored", None) is None for _, layer in bayes_layers(normal))
 
 
+def test_a_fig2_run_is_the_same_first_in_its_process_or_after_another_run(mnist5k, tmp_path):
+    """Priors load on a process's first run: loading must not shift that run's seeded random numbers."""
+    from training.experiments.context import RunContext
+    from training.experiments.fig2 import full_kl, train_vi
+
+    train_idx, _ = mnist5k.split(20, seed=2)
+    s = Fig2Settings(steps=2, batch_size=10, kl_subsample=16, eval_samples=1)
+
+    def run(ctx: RunContext, seeds: tuple[int, ...]) -> torch.Tensor:
+        with ctx.run_log("order") as log:
+            for seed in seeds:
+                net, _ = train_vi("dwp", train_idx, s, seed, ctx, log)
+        return torch.cat([p.detach().flatten() for p in net.parameters()] + [torch.tensor([full_kl(net)])])
+
+    first = run(RunContext(torch.device("cpu"), mnist5k, PriorSet(), tmp_path), (2,))
+    later = run(RunContext(torch.device("cpu"), mnist5k, PriorSet(), tmp_path), (0, 2))
+    assert torch.equal(first, later)
+
+
 def test_bench_kl_names_the_stored_gradient_variants():
     from training.benchmarks.bench_kl import stored_variant
 
@@ -441,7 +460,11 @@ def test_reference_priors_load_in_memory_and_pin_the_protocol():
     with pytest.raises(ValueError, match="no source kernels"):
         theirs.mv_gaussian(5)
     both = PriorSet({7: "reference", 5: "reference"})  # one name, a prior per kernel size
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
     assert (both.dwp(7).kernel_size, both.dwp(5).kernel_size, both.init_dwp(7).kernel_size) == (7, 5, 7)
+    assert torch.equal(torch.rand(4), expected)  # loading them took no numbers from the seeded stream
 
 
 def test_nearest_cosine_finds_turned_and_reflected_copies_and_not_unlike_kernels():

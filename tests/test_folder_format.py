@@ -61,6 +61,18 @@ def _edit_config(folder: Path, **changes) -> None:
     (folder / CONFIG_NAME).write_text(json.dumps(cfg))
 
 
+def test_loading_leaves_the_callers_random_numbers_alone(saved):
+    """Loading builds the modules and overwrites their weights: the random initial draws must not be taken
+    from the caller's seeded stream (a seeded run that loads a prior would draw differently from one that
+    found it loaded)."""
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    DWPrior.from_pretrained(saved[1])
+    DWPrior.from_pretrained("dwp/notmnist-5x5")
+    assert torch.equal(torch.rand(4), expected)
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

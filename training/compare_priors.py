@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from dwp_hub import DWPrior
+from dwp_hub.architectures import architecture_for
 from dwp_hub.images import kernel_grid, save_png
 from dwp_hub.prior_folder import PriorConfig
 
@@ -53,9 +54,10 @@ def reference_prior(k: int, root: Path = REFERENCE_DIR) -> DWPrior:
                 name = new + name[len(old):]
                 break
         renamed[name] = tensor.float()
-    ours = DWPrior.for_kernel_size(k, "notmnist-reference")
-    prior = DWPrior(PriorConfig(kernel_size=k, z_dim=ours.z_dim, architecture=ours.config.architecture,
-                                domain="notmnist-reference", var_floor=NO_FLOOR))
+    arch = architecture_for(k)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG alone
+        prior = DWPrior(PriorConfig(kernel_size=k, z_dim=arch.default_z_dim, architecture=arch.name,
+                                    domain="notmnist-reference", var_floor=NO_FLOOR))
     prior.load_state_dict(renamed)
     return prior.eval()
 
