@@ -394,6 +394,52 @@ def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it_and_its
     assert row[0] == "k7 d4" and row[4:6] == ["160", "6"]  # training kernels ×8, held-out ones as they are
 
 
+def test_fitting_objective_is_the_elbo_by_default_and_weights_or_floors_only_the_latent_kl():
+    from training.experiments.dense_vae import objective
+
+    torch.manual_seed(0)
+    prior = DWPrior.for_kernel_size(5, "letters", architecture="dwp-dense-5x5")
+    w = torch.randn(16, 5, 5, generator=torch.Generator().manual_seed(1)) / 5
+
+    def loss(kl_weight, free_bits):
+        torch.manual_seed(2)  # the same z draw for every objective
+        return objective(prior, w, kl_weight, free_bits)
+
+    def encoder_grad(value):
+        grads = torch.autograd.grad(value, list(prior.encoder.parameters()))
+        return torch.cat([g.flatten() for g in grads])
+
+    # the general path at no weighting and a floor too small to bind is the paper's ELBO, eq. 4
+    assert torch.allclose(loss(1.0, 1e-30), loss(1.0, 0.0), rtol=1e-5)
+    with torch.no_grad():
+        torch.manual_seed(2)
+        z_mu, z_var = prior.encode(w)
+        kl = 0.5 * (z_mu**2 + z_var - 1.0 - z_var.log()).sum(1).mean()
+    assert torch.allclose(loss(1.0, 0.0) - loss(0.25, 0.0), 0.75 * kl, rtol=1e-4)
+    # a floor above every dimension's KL leaves the latent KL without a gradient: only the reconstruction trains
+    assert torch.allclose(encoder_grad(loss(1.0, 1e6)), encoder_grad(loss(0.0, 0.0)), atol=1e-6)
+    assert not torch.allclose(encoder_grad(loss(1.0, 0.0)), encoder_grad(loss(0.0, 0.0)), atol=1e-6)
+
+
+def test_dense_vae_kl_weight_and_free_bits_are_in_the_folder_name_and_provenance(tmp_path):
+    from training.experiments.dense_vae import main as refit
+
+    g = torch.Generator().manual_seed(0)
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(20, 5, 5, generator=g) / 5,
+                                                           "heldout": torch.randn(6, 5, 5, generator=g) / 5}, {})
+    args = ["--priors", "", "--kernel-set", f"k5={path}", "--architectures", "dense", "--steps", "5", "--batch", "8",
+            "--iwae-samples", "4", "--score-train", "8"]
+    refit(["--out", str(tmp_path / "fit"), *args])
+    refit(["--out", str(tmp_path / "fit"), *args, "--kl-weight", "0.5", "--free-bits", "1"])
+    plain, changed = (DWPrior.from_folder(tmp_path / "fit" / name) for name in ("k5-dense-5", "k5-dense-5-kl0.5-fb1"))
+    assert (plain.provenance["kl_weight"], plain.provenance["free_bits"]) == (1.0, 0.0)
+    assert (changed.provenance["kl_weight"], changed.provenance["free_bits"]) == (0.5, 1.0)
+    rows = (tmp_path / "fit" / "fits.csv").read_text().splitlines()
+    assert rows[1].split(",")[0] == "k5" and rows[2].split(",")[0] == "k5 kl0.5 fb1"
+    a, b = plain.state_dict(), changed.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed, steps and kernels: only the objective differs
+
+
 def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_for_bit(tmp_path):
     """Kernels, card, the source nets' records and the fit's command and versions go into the folder; the same
     command gives the same weights (on one machine)."""
