@@ -48,7 +48,7 @@ from typing import Any
 import torch
 import dwp_hub
 from dwp_hub import DWPrior
-from dwp_hub.gaussian import log_normal
+from dwp_hub.gaussian import kl_to_standard_normal, log_normal
 from dwp_hub.prior_folder import MAX_KERNEL_SAMPLES, encode_kernel_sets
 from training.baselines import full_gaussian_loglik, isotropic_gaussian_loglik
 from training.build import DATA_RECORD, data_facts
@@ -70,7 +70,7 @@ def objective(prior: DWPrior, w: torch.Tensor, kl_weight: float, free_bits: floa
     z_mu, z_var = prior.encode(w)
     z = z_mu + z_var.sqrt() * torch.randn_like(z_mu)
     w_mu, w_var = prior.decode(z)
-    kl = 0.5 * (z_mu**2 + z_var - 1.0 - z_var.log()).mean(0)  # per latent dimension: the terms of eq. 4's KL
+    kl = kl_to_standard_normal(z_mu[..., None], z_var[..., None]).mean(0)  # eq. 4's latent KL, per dimension
     return -log_normal(w, w_mu, w_var, dims=2).mean() + kl_weight * kl.clamp(min=free_bits).sum()
 
 
