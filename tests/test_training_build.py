@@ -440,6 +440,30 @@ def test_dense_vae_kl_weight_and_free_bits_are_in_the_folder_name_and_provenance
     assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed, steps and kernels: only the objective differs
 
 
+def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_the_median_norm(tmp_path):
+    from training.experiments.dense_vae import main as refit
+
+    g = torch.Generator().manual_seed(0)
+    # norms spread over 0.1-1.9 in steps of 0.1 (train) and 0.2-1.8 (held out): no dead kernels to drop
+    shapes = lambda n: torch.nn.functional.normalize(torch.randn(n, 25, generator=g), dim=1).view(n, 5, 5)  # noqa: E731
+    train = shapes(19) * torch.arange(1, 20)[:, None, None] / 10
+    held = shapes(9) * torch.arange(2, 19, 2)[:, None, None] / 10
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": train, "heldout": held}, {})
+    args = ["--priors", "", "--kernel-set", f"k5={path}", "--architectures", "dense", "--steps", "5", "--batch", "4",
+            "--iwae-samples", "4", "--score-train", "4"]
+    refit(["--out", str(tmp_path / "fit"), *args, "--min-norm", "0.95"])
+    refit(["--out", str(tmp_path / "fit"), *args, "--equal-norms"])
+    cut, equal = (DWPrior.from_folder(tmp_path / "fit" / name) for name in ("k5-dense-5-mn0.95", "k5-dense-5-eq"))
+    assert cut.provenance["min_norm"] == 0.95 and cut.provenance["threshold"] == 0.95
+    assert cut.provenance["kernels_kept"] == 10 + 5  # train norms 1.0-1.9, held-out 1.0-1.8
+    assert cut.source_kernels("train").flatten(1).norm(dim=1).min() >= 0.95
+    rows = (tmp_path / "fit" / "fits.csv").read_text().splitlines()
+    assert rows[1].split(",")[0] == "k5 mn0.95" and rows[1].split(",")[4:6] == ["10", "5"]
+    assert rows[2].split(",")[0] == "k5 eq" and equal.provenance["equal_norms"] is True
+    for split, n in (("train", 19), ("heldout", 9)):  # every kernel at the training median, 1.0; shapes kept
+        kernels = equal.source_kernels(split)
+        assert len(kernels) == n and torch.allclose(kernels.flatten(1).norm(dim=1), torch.ones(n))
+
 def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_for_bit(tmp_path):
     """Kernels, card, the source nets' records and the fit's command and versions go into the folder; the same
     command gives the same weights (on one machine)."""

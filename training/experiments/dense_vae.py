@@ -31,6 +31,12 @@ also say how those nets were trained. ``python -m training bundle FOLDER --name 
 (``objective``; folder suffixes ``-kl<w>``, ``-fb<n>``): the fitted model is still a VAE prior with N(0, I) latents,
 scored by the same IWAE. Fitted by the ELBO, the bundled priors put much of their kernels' energy into the decoder's
 noise and little into the decoder means that ``init`` draws (issue #12, session 28).
+
+``--min-norm`` drops ``--kernel-set`` kernels below that norm where it is above the build's threshold (suffix
+``-mn<x>``), and ``--equal-norms`` scales every kernel to the training kernels' median norm (suffix ``-eq``): the
+small-norm ablations of issue #12, session 29. Our source nets leave a long tail of part-decayed kernels (norms from
+the threshold up, coefficient of variation ~0.5), and a VAE fitted to them is densest at the zero kernel, which
+draws a DWP posterior's 5x5 kernels towards zero (``training/results/runs/shrinkage/``).
 """
 
 from __future__ import annotations
@@ -101,15 +107,18 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
     return time.monotonic() - t0
 
 
-def kernel_set(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Train and held-out kernels of build kernel-set files, pooled and filtered again by the build's norm threshold."""
+def kernel_set(paths: list[Path], min_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Train and held-out kernels of build kernel-set files, pooled and filtered again by the build's norm threshold,
+    or by `min_norm` where that is higher."""
     sets = [load_tensors(path)[0] for path in paths]
     train, held = torch.cat([k["train"] for k in sets]), torch.cat([k["heldout"] for k in sets])
     norms = torch.cat([train, held]).flatten(1).norm(dim=1)
     t = choose_threshold(norms.numpy())
-    keep = lambda k: k[k.flatten(1).norm(dim=1) >= t.value]  # noqa: E731
-    record = {"kernel_set": "+".join(map(str, paths)), "threshold": t.value, "threshold_method": t.method,
-              "kernels_in_file": len(norms), "kernels_kept": int((norms >= t.value).sum())}
+    cut = max(t.value, min_norm)
+    keep = lambda k: k[k.flatten(1).norm(dim=1) >= cut]  # noqa: E731
+    method = t.method if cut == t.value else f"--min-norm {min_norm:g} (the build's rule: {t.value:.3g})"
+    record = {"kernel_set": "+".join(map(str, paths)), "threshold": cut, "threshold_method": method,
+              "kernels_in_file": len(norms), "kernels_kept": int((norms >= cut).sum())}
     return keep(train), keep(held), record
 
 
@@ -183,6 +192,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="weight of the latent KL in the fitting objective (1: the paper's ELBO); in the folder name")
     p.add_argument("--free-bits", type=float, default=0.0,
                    help="nats per latent dimension below which its KL is not penalised (0: none); in the folder name")
+    p.add_argument("--min-norm", type=float, default=0.0,
+                   help="drop --kernel-set kernels below this norm where it is above the build's threshold "
+                        "(suffix -mn<x>)")
+    p.add_argument("--equal-norms", action="store_true",
+                   help="scale every kernel to the training kernels' median norm before fitting (suffix -eq)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     argv = sys.argv[1:] if argv is None else argv
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         name, _, path = item.partition("=")
         if not name or not path:
             p.error(f"--kernel-set {item!r}: give NAME=FILE")
-        train, held, record = kernel_set([Path(f) for f in path.split("+")])
+        train, held, record = kernel_set([Path(f) for f in path.split("+")], a.min_norm)
         print(f"{name}: {record['kernels_kept']} of {record['kernels_in_file']} kernels kept "
               f"(threshold {record['threshold']:.3g}); train {len(train)}, held out {len(held)}", flush=True)
         sources.append((name, train, held, a.domain, None, None, record))
@@ -214,8 +228,13 @@ def main(argv: list[str] | None = None) -> None:
         tags.append(a.augment)
     tags += [f"kl{a.kl_weight:g}"] if a.kl_weight != 1 else []
     tags += [f"fb{a.free_bits:g}"] if a.free_bits else []
+    tags += [f"mn{a.min_norm:g}"] if a.min_norm else []
+    tags += ["eq"] if a.equal_norms else []
     suffix = "".join(f"-{t}" for t in tags) + (f"-z{a.z_dim}" if a.z_dim else "")
     for name, train, held, domain, z_dim, bundled, record in sources:
+        if a.equal_norms:  # every kernel at the median norm of the training kernels: a prior over shapes
+            median = train.flatten(1).norm(dim=1).median()
+            train, held = (k / k.flatten(1).norm(dim=1)[:, None, None] * median for k in (train, held))
         plain, held = train * a.kernel_scale, held * a.kernel_scale
         train = dihedral(plain) if a.augment == "d4" else plain
         k = train.shape[-1]
@@ -243,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", **fitted_by, "kernels_of": name,
                                     "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
                                     "kernel_scale": a.kernel_scale, "augment": a.augment,
+                                    "min_norm": a.min_norm, "equal_norms": a.equal_norms,
                                     "kl_weight": a.kl_weight, "free_bits": a.free_bits, "z_dim": prior.config.z_dim,
                                     "kernels_train": len(plain), "kernels_heldout": len(held),
                                     "fit_seconds": round(seconds, 1),

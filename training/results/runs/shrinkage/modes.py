@@ -1,0 +1,30 @@
+"""Is the zero kernel the densest kernel of each 5x5 prior? (`modes.txt`)
+
+    PYTHONPATH=. python training/results/runs/shrinkage/modes.py PRIOR... > training/results/runs/shrinkage/modes.txt
+
+For each prior (a name or folder, or ``reference`` for the authors' 5x5 VAE, measurement only): its log-density (IWAE,
+100 samples) at the zero kernel and at 1,024 of its own decoder means (z ~ N(0, I), the kernels ``init`` draws), the
+mean and the 90th percentile over those, and the norm of the means. Where the densest means lie above the zero kernel,
+the prior has modes away from zero that a KL-dominated posterior can settle in (posteriors.py); where they lie below,
+it draws kernels towards zero.
+"""
+
+import sys
+
+import torch
+
+from dwp_hub import DWPrior
+from training.compare_priors import reference_prior
+
+torch.set_num_threads(1)
+print(f"{'prior':46s} {'zero':>7s} {'means: mean':>12s} {'q90':>7s} {'max':>7s} {'q90 − zero':>11s}"
+      f" {'mean norm':>10s}")
+for name in sys.argv[1:]:
+    prior = reference_prior(5) if name == "reference" else DWPrior.from_pretrained(name)
+    means = prior.sample(1024, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    zero = prior.log_prob(torch.zeros(1, 5, 5), 100, generator=g, progress=False).item()
+    ll = prior.log_prob(means, 100, generator=g, progress=False)
+    q90 = torch.quantile(ll, 0.9).item()
+    print(f"{name[-46:]:46s} {zero:7.2f} {ll.mean():12.2f} {q90:7.2f} {ll.max():7.2f} {q90 - zero:+11.2f}"
+          f" {means.flatten(1).norm(dim=1).mean():10.3f}", flush=True)
