@@ -463,6 +463,14 @@ def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_t
     for split, n in (("train", 19), ("heldout", 9)):  # every kernel at the training median, 1.0; shapes kept
         kernels = equal.source_kernels(split)
         assert len(kernels) == n and torch.allclose(kernels.flatten(1).norm(dim=1), torch.ones(n))
+    # a bundled prior's kernels are cut the same way
+    refit(["--out", str(tmp_path / "bundled"), *args[2:], "--priors", "dwp/notmnist-5x5", "--min-norm", "0.1"])
+    shipped = DWPrior.from_pretrained("dwp/notmnist-5x5")
+    kept = [int((shipped.source_kernels(split).flatten(1).norm(dim=1) >= 0.1).sum()) for split in ("train", "heldout")]
+    assert 0 < kept[0] < len(shipped.source_kernels("train"))
+    row = (tmp_path / "bundled" / "fits.csv").read_text().splitlines()[1].split(",")
+    assert row[0] == "dwp/notmnist-5x5 mn0.1" and row[4:6] == [str(n) for n in kept]
+
 
 def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_for_bit(tmp_path):
     """Kernels, card, the source nets' records and the fit's command and versions go into the folder; the same

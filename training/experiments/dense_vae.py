@@ -32,11 +32,11 @@ also say how those nets were trained. ``python -m training bundle FOLDER --name 
 scored by the same IWAE. Fitted by the ELBO, the bundled priors put much of their kernels' energy into the decoder's
 noise and little into the decoder means that ``init`` draws (issue #12, session 28).
 
-``--min-norm`` drops ``--kernel-set`` kernels below that norm where it is above the build's threshold (suffix
-``-mn<x>``), and ``--equal-norms`` scales every kernel to the training kernels' median norm (suffix ``-eq``): the
-small-norm ablations of issue #12, session 29. Our source nets leave a long tail of part-decayed kernels (norms from
-the threshold up, coefficient of variation ~0.5), and a VAE fitted to them is densest at the zero kernel, which
-draws a DWP posterior's 5x5 kernels towards zero (``training/results/runs/shrinkage/``).
+``--min-norm`` drops the kernels below that norm where it is above the build's threshold (suffix ``-mn<x>``), and
+``--equal-norms`` scales every kernel to the training kernels' median norm (suffix ``-eq``): the small-norm ablations
+of issue #12, session 29. Our source nets leave a long tail of part-decayed kernels (norms from the threshold up,
+coefficient of variation ~0.5), and a VAE fitted to them is densest at the zero kernel, which draws a DWP posterior's
+5x5 kernels towards zero (``training/results/runs/shrinkage/``).
 """
 
 from __future__ import annotations
@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--free-bits", type=float, default=0.0,
                    help="nats per latent dimension below which its KL is not penalised (0: none); in the folder name")
     p.add_argument("--min-norm", type=float, default=0.0,
-                   help="drop --kernel-set kernels below this norm where it is above the build's threshold "
-                        "(suffix -mn<x>)")
+                   help="drop the kernels below this norm where it is above the build's threshold (suffix -mn<x>)")
     p.add_argument("--equal-norms", action="store_true",
                    help="scale every kernel to the training kernels' median norm before fitting (suffix -eq)")
     p.add_argument("--seed", type=int, default=0)
@@ -210,9 +209,10 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "fits.csv"
     sources = []  # (name, train, held, domain, z_dim, the bundled prior or None, kernel-set record)
+    above = lambda k: k[k.flatten(1).norm(dim=1) >= a.min_norm]  # noqa: E731  (a bundled prior's kept kernels)
     for name in filter(None, a.priors.split(",")):
         bundled = DWPrior.from_pretrained(name)
-        sources.append((name, bundled.source_kernels("train"), bundled.source_kernels("heldout"),
+        sources.append((name, above(bundled.source_kernels("train")), above(bundled.source_kernels("heldout")),
                         bundled.config.domain, bundled.config.z_dim, bundled, {}))
     for item in a.kernel_set:
         name, _, path = item.partition("=")
