@@ -15,14 +15,13 @@ import sys
 
 import torch
 
-from dwp_hub import DWPrior
-from training.compare_priors import reference_prior
+from training.experiments.priors import PriorSet
 
 torch.set_num_threads(1)
 print(f"{'prior':46s} {'zero':>7s} {'means: mean':>12s} {'q90':>7s} {'max':>7s} {'q90 − zero':>11s}"
       f" {'mean norm':>10s} {'blurred: means − zero':>22s}")
 for name in sys.argv[1:]:
-    prior = reference_prior(5) if name == "reference" else DWPrior.from_pretrained(name)
+    prior = PriorSet({5: name}).dwp(5)
     means = prior.sample(1024, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
     zero = prior.log_prob(torch.zeros(1, 5, 5), 100, generator=g, progress=False).item()

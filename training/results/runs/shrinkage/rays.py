@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from dwp_hub import DWPrior
-from training.compare_priors import reference_prior
 from training.experiments.dense_vae import kernel_set
+from training.experiments.priors import PriorSet
 
 N = Path("training/results/runs/narrow-sources")
 SCALES = (0.0, 0.25, 0.5, 1.0, 1.5)
@@ -41,8 +41,7 @@ def main() -> None:
     torch.set_num_threads(1)
     _, held, _ = kernel_set([N / "heavy-net-0200-5x5.safetensors", N / "light-net-0200-5x5.safetensors",
                              N / "gpu-net2-heldout-5x5.safetensors"])
-    priors = {name: reference_prior(5) if name == "reference" else DWPrior.from_pretrained(name)
-              for name in sys.argv[1:]}
+    priors = {name: PriorSet({5: name}).dwp(5) for name in sys.argv[1:]}
     norms = held.flatten(1).norm(dim=1)
     print(f"{len(held)} held-out 5x5 kernels, norms {norms.min():.3f}–{norms.max():.3f}, median {norms.median():.3f}")
     print("\nthe kernels as they are")

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from dwp_hub import DWPrior
 from dwp_hub.architectures import ARCHITECTURES
-from training.compare_priors import reference_prior
 from training.experiments.dense_vae import kernel_set, save_folder, score
+from training.experiments.priors import PriorSet
 
 N = Path("training/results/runs/narrow-sources")
 FILES = [N / "heavy-net-0200-5x5.safetensors", N / "light-net-0200-5x5.safetensors",
@@ -35,7 +34,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     a = p.parse_args()
     torch.set_num_threads(1)
-    prior = reference_prior(5) if a.decoder_of == "reference" else DWPrior.from_pretrained(a.decoder_of)
+    prior = PriorSet({5: a.decoder_of}).dwp(5)
     train, held, record = kernel_set(FILES)
     before = score(prior, held, 1000, 1)
     torch.manual_seed(0)
