@@ -154,10 +154,11 @@ def test_the_variance_heads_softplus_is_pytorchs_to_a_few_ulps():
     assert torch.autograd.gradcheck(softplus, (xr,), check_forward_ad=True)
 
 
-@pytest.mark.parametrize("family", ["dense", "dense32"])
+@pytest.mark.parametrize("family", ["dense", "dense32", "shell"])
 @pytest.mark.parametrize("k", [7, 5, 3])
 def test_dense_architectures_are_priors_like_the_papers(k, family, tmp_path):
-    """A dwp-dense-KxK (or dense32) prior is chosen by name only, saves and loads, samples, serves the DWP bound."""
+    """A dwp-dense-KxK (or dense32, shell) prior is chosen by name only, saves and loads, samples, serves the DWP
+    bound."""
     from dwp_hub import PriorFormatError, bayesianize, kl
     from dwp_hub.architectures import architecture_for
 
@@ -165,8 +166,12 @@ def test_dense_architectures_are_priors_like_the_papers(k, family, tmp_path):
     torch.manual_seed(0)
     prior = DWPrior.for_kernel_size(k, "test", architecture=f"dwp-{family}-{k}x{k}")
     assert prior.config.architecture == f"dwp-{family}-{k}x{k}"
-    width = 64 if family == "dense" else 32
+    width = 32 if family == "dense32" else 64
     assert prior.decoder.features[0].out_features == width and prior.encoder.features[1].out_features == width
+    if family == "shell":  # every decoder mean at the radius, which is saved with the weights
+        prior.decoder.radius.fill_(0.37)
+        norms = prior.sample(50, generator=torch.Generator().manual_seed(2)).flatten(1).norm(dim=1)
+        assert torch.allclose(norms, torch.full((50,), 0.37))
     prior.save_pretrained(tmp_path / "p")
     loaded = DWPrior.from_pretrained(tmp_path / "p")
     w = torch.randn(6, k, k)

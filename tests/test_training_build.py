@@ -421,7 +421,7 @@ def test_fitting_objective_is_the_elbo_by_default_and_weights_or_floors_only_the
     assert not torch.allclose(encoder_grad(loss(1.0, 0.0)), encoder_grad(loss(0.0, 0.0)), atol=1e-6)
 
 
-def test_dense_vae_kl_weight_and_free_bits_are_in_the_folder_name_and_provenance(tmp_path):
+def test_dense_vae_kl_weight_free_bits_and_noise_are_in_the_folder_name_and_provenance(tmp_path):
     from training.experiments.dense_vae import main as refit
 
     g = torch.Generator().manual_seed(0)
@@ -438,6 +438,12 @@ def test_dense_vae_kl_weight_and_free_bits_are_in_the_folder_name_and_provenance
     assert rows[1].split(",")[0] == "k5" and rows[2].split(",")[0] == "k5 kl0.5 fb1"
     a, b = plain.state_dict(), changed.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed, steps and kernels: only the objective differs
+    refit(["--out", str(tmp_path / "fit"), *args, "--noise", "0.05"])
+    noisy = DWPrior.from_folder(tmp_path / "fit" / "k5-dense-5-n0.05")
+    assert noisy.provenance["noise"] == 0.05 and plain.provenance["noise"] == 0.0
+    assert (tmp_path / "fit" / "fits.csv").read_text().splitlines()[3].split(",")[0] == "k5 n0.05"
+    c = noisy.state_dict()
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # only the training batches' noise differs
 
 
 def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_the_median_norm(tmp_path):
@@ -470,6 +476,22 @@ def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_t
     assert 0 < kept[0] < len(shipped.source_kernels("train"))
     row = (tmp_path / "bundled" / "fits.csv").read_text().splitlines()[1].split(",")
     assert row[0] == "dwp/notmnist-5x5 mn0.1" and row[4:6] == [str(n) for n in kept]
+
+
+def test_dense_vae_shell_fit_puts_every_decoder_mean_at_the_training_kernels_median_norm(tmp_path):
+    from training.experiments.dense_vae import main as refit
+
+    g = torch.Generator().manual_seed(0)
+    shapes = lambda n: torch.nn.functional.normalize(torch.randn(n, 25, generator=g), dim=1).view(n, 5, 5)  # noqa: E731
+    train = shapes(19) * torch.arange(1, 20)[:, None, None] / 10  # norms 0.1-1.9, median 1.0
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": train, "heldout": shapes(5)}, {})
+    refit(["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"k5={path}", "--architectures", "shell",
+           "--steps", "5", "--batch", "4", "--iwae-samples", "4", "--score-train", "4"])
+    prior = DWPrior.from_folder(tmp_path / "fit" / "k5-shell-5")
+    assert prior.config.architecture == "dwp-shell-5x5"
+    assert prior.decoder.radius.item() == pytest.approx(1.0)
+    norms = prior.sample(20, generator=torch.Generator().manual_seed(1)).flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.ones(20))
 
 
 def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_for_bit(tmp_path):
