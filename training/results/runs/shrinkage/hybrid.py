@@ -10,7 +10,6 @@ measurement only, never shipped); OURS the shipped 5x5's kernel-set files, '+'-j
   seed 0) from our training kernels' norms; held out: their held-out samples, rescaled the same way.
 - ``our-shapes-their-norms.safetensors``: our training kernels under the 8 symmetries of the square (25,944, about
   as many as the samples), each rescaled to a norm drawn from the samples' norms; held out: ours, rescaled so.
-
 - ``our-shapes-their-spread.safetensors``: as the second, with the drawn norms scaled by our training kernels' median
   norm over the samples' (0.111 / 0.175): their spread of norms (no small-norm tail) at our scale.
 - ``our-kernels-negative-sums.safetensors``: our training kernels under the 8 symmetries, norms and shapes as they
@@ -18,7 +17,9 @@ measurement only, never shipped); OURS the shipped 5x5's kernel-set files, '+'-j
   zero, as 39% of the samples do (ours: 51%); held out: ours as they are.
 
 A prior fitted to the first keeps the authors' shapes with our small-norm tail; one fitted to the second keeps our
-shapes with their norms; the third tells the spread of the norms from their scale. Whichever of the two keeps the 5x5 layer alive in Fig. 2 says which property matters.
+shapes with their norms; the third tells the spread of the norms from their scale; the fourth changes only how many
+of our kernels sum above zero. Fig. 2 with each (runs README, session 30) says which property carries the gain. The
+first three files come out byte for byte the same whether or not the later ones are written.
 """
 
 import sys
@@ -57,7 +58,8 @@ flip = (flipped.flatten(1).sum(1) > 0) & (torch.rand(len(flipped), generator=g) 
 flipped[flip] = -flipped[flip]
 save_tensors(out / "our-kernels-negative-sums.safetensors", {"train": flipped, "heldout": held},
              {"made_by": "training/results/runs/shrinkage/hybrid.py"})
-for name in ("their-shapes-our-norms", "our-shapes-their-norms", "our-shapes-their-spread", "our-kernels-negative-sums"):
+for name in ("their-shapes-our-norms", "our-shapes-their-norms", "our-shapes-their-spread",
+             "our-kernels-negative-sums"):
     t = load_tensors(out / f"{name}.safetensors")[0]
     n = t["train"].flatten(1).norm(dim=1)
     print(f"{name}: train {len(t['train'])}, held out {len(t['heldout'])}, norm q10/q50/q90 "
