@@ -94,8 +94,9 @@ class ShellDecoder(DenseDecoder):
     authors' 5x5 prior decodes z = 0 to a kernel of norm 0.08 and every z to a norm near its kernels'; this
     decoder holds that by construction and leaves the spread of norms to the decoder's variance. ``radius`` is
     a buffer, set before fitting (to the training kernels' median norm) and saved with the weights: learnt
-    with the rest, it shrinks to zero and the latent goes unused. An ablation, not shipped: with our 5x5 kernels DWP-VI
-    keeps the layer's kernels at the radius and loses 0.09-0.18 in accuracy (training/results/runs, session 30).
+    with the rest, it shrinks to zero and the latent goes unused. An ablation, not shipped: with our 5x5
+    kernels DWP-VI keeps the layer's kernels at the radius and loses 0.09-0.18 in accuracy
+    (training/results/runs, session 30).
     """
 
     def __init__(self, kernel_size: int, width: int, z_dim: int) -> None:

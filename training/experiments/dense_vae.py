@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> None:
                 prior.decoder.radius.fill_(plain.flatten(1).norm(dim=1).median())
             candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
-            seconds = fit(prior, train, a.steps, a.batch, a.lr, a.seed, a.kl_weight, a.free_bits,
-                                 a.noise) if arch else float("nan")
+            seconds = (fit(prior, train, a.steps, a.batch, a.lr, a.seed, a.kl_weight, a.free_bits, a.noise)
+                       if arch else float("nan"))
             row = dict(prior=" ".join([name, *tags]), architecture=label,
                        z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()),
                        train_kernels=len(train), heldout_kernels=len(held), steps=a.steps if arch else "",
