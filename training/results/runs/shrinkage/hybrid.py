@@ -4,7 +4,7 @@
 
 SAMPLES is the 20,000 samples of the authors' 5x5 VAE with decoder noise (`vae-objective/authors_samples.py`;
 measurement only, never shipped); OURS the shipped 5x5's kernel-set files, '+'-joined, filtered by the build's rule
-(`dense_vae.kernel_set`). Writes four kernel-set files for `dense_vae --kernel-set`:
+(`dense_vae.kernel_set`). Writes five kernel-set files for `dense_vae --kernel-set`:
 
 - ``their-shapes-our-norms.safetensors``: each of the authors' samples rescaled to a norm drawn (with replacement,
   seed 0) from our training kernels' norms; held out: their held-out samples, rescaled the same way.
@@ -15,11 +15,13 @@ measurement only, never shipped); OURS the shipped 5x5's kernel-set files, '+'-j
 - ``our-kernels-negative-sums.safetensors``: our training kernels under the 8 symmetries, norms and shapes as they
   are, but a quarter of those whose weights sum above zero negated (drawn with seed 0), so that 38% sum above
   zero, as 39% of the samples do (ours: 51%); held out: ours as they are.
+- ``our-kernels-positive-sums.safetensors``: its control, a quarter of those summing below zero negated instead.
 
 A prior fitted to the first keeps the authors' shapes with our small-norm tail; one fitted to the second keeps our
-shapes with their norms; the third tells the spread of the norms from their scale; the fourth changes only how many
-of our kernels sum above zero. Fig. 2 with each (runs README, session 30) says which property carries the gain. The
-first three files come out byte for byte the same whether or not the later ones are written.
+shapes with their norms; the third tells the spread of the norms from their scale; the fourth and fifth change only
+how many of our kernels sum above zero, in opposite directions. Fig. 2 with each (runs README, session 30) says
+which property carries the gain. Each file comes out byte for byte the same whether or not the later ones are
+written.
 """
 
 import sys
@@ -58,8 +60,13 @@ flip = (flipped.flatten(1).sum(1) > 0) & (torch.rand(len(flipped), generator=g) 
 flipped[flip] = -flipped[flip]
 save_tensors(out / "our-kernels-negative-sums.safetensors", {"train": flipped, "heldout": held},
              {"made_by": "training/results/runs/shrinkage/hybrid.py"})
+control = dihedral(train)
+flip = (control.flatten(1).sum(1) < 0) & (torch.rand(len(control), generator=g) < 0.25)
+control[flip] = -control[flip]
+save_tensors(out / "our-kernels-positive-sums.safetensors", {"train": control, "heldout": held},
+             {"made_by": "training/results/runs/shrinkage/hybrid.py"})
 for name in ("their-shapes-our-norms", "our-shapes-their-norms", "our-shapes-their-spread",
-             "our-kernels-negative-sums"):
+             "our-kernels-negative-sums", "our-kernels-positive-sums"):
     t = load_tensors(out / f"{name}.safetensors")[0]
     n = t["train"].flatten(1).norm(dim=1)
     print(f"{name}: train {len(t['train'])}, held out {len(t['heldout'])}, norm q10/q50/q90 "
