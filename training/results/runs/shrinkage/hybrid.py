@@ -39,32 +39,31 @@ def renorm(kernels: torch.Tensor, norms: torch.Tensor, g: torch.Generator) -> to
     return kernels / kernels.flatten(1).norm(dim=1)[:, None, None] * drawn[:, None, None]
 
 
+def negate_quarter(kernels: torch.Tensor, above: bool, g: torch.Generator) -> torch.Tensor:
+    """A copy of `kernels` with a quarter (drawn) of those summing above zero (`above`), or below, negated."""
+    sums = kernels.flatten(1).sum(1)
+    flip = ((sums > 0) if above else (sums < 0)) & (torch.rand(len(kernels), generator=g) < 0.25)
+    return torch.where(flip[:, None, None], -kernels, kernels)
+
+
+def save(name: str, train: torch.Tensor, held: torch.Tensor) -> None:
+    save_tensors(out / f"{name}.safetensors", {"train": train, "heldout": held},
+                 {"made_by": "training/results/runs/shrinkage/hybrid.py"})
+
+
 samples = load_tensors(sys.argv[1])[0]
 train, held, _ = kernel_set([Path(p) for p in sys.argv[2].split("+")])
+turned = dihedral(train)
 out = Path(sys.argv[3])
 out.mkdir(parents=True, exist_ok=True)
 g = torch.Generator().manual_seed(0)
 ours, theirs = train.flatten(1).norm(dim=1), samples["train"].flatten(1).norm(dim=1)
-save_tensors(out / "their-shapes-our-norms.safetensors",
-             {"train": renorm(samples["train"], ours, g), "heldout": renorm(samples["heldout"], ours, g)},
-             {"made_by": "training/results/runs/shrinkage/hybrid.py"})
-save_tensors(out / "our-shapes-their-norms.safetensors",
-             {"train": renorm(dihedral(train), theirs, g), "heldout": renorm(held, theirs, g)},
-             {"made_by": "training/results/runs/shrinkage/hybrid.py"})
-save_tensors(out / "our-shapes-their-spread.safetensors",
-             {"train": renorm(dihedral(train), theirs * ours.median() / theirs.median(), g),
-              "heldout": renorm(held, theirs * ours.median() / theirs.median(), g)},
-             {"made_by": "training/results/runs/shrinkage/hybrid.py"})
-flipped = dihedral(train)
-flip = (flipped.flatten(1).sum(1) > 0) & (torch.rand(len(flipped), generator=g) < 0.25)
-flipped[flip] = -flipped[flip]
-save_tensors(out / "our-kernels-negative-sums.safetensors", {"train": flipped, "heldout": held},
-             {"made_by": "training/results/runs/shrinkage/hybrid.py"})
-control = dihedral(train)
-flip = (control.flatten(1).sum(1) < 0) & (torch.rand(len(control), generator=g) < 0.25)
-control[flip] = -control[flip]
-save_tensors(out / "our-kernels-positive-sums.safetensors", {"train": control, "heldout": held},
-             {"made_by": "training/results/runs/shrinkage/hybrid.py"})
+save("their-shapes-our-norms", renorm(samples["train"], ours, g), renorm(samples["heldout"], ours, g))
+save("our-shapes-their-norms", renorm(turned, theirs, g), renorm(held, theirs, g))
+spread = theirs * ours.median() / theirs.median()
+save("our-shapes-their-spread", renorm(turned, spread, g), renorm(held, spread, g))
+save("our-kernels-negative-sums", negate_quarter(turned, True, g), held)
+save("our-kernels-positive-sums", negate_quarter(turned, False, g), held)
 for name in ("their-shapes-our-norms", "our-shapes-their-norms", "our-shapes-their-spread",
              "our-kernels-negative-sums", "our-kernels-positive-sums"):
     t = load_tensors(out / f"{name}.safetensors")[0]
