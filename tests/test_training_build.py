@@ -392,6 +392,12 @@ def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it_and_its
     assert prior.provenance["augment"] == "d4" and prior.config.z_dim == 3
     row = (tmp_path / "fit" / "fits.csv").read_text().splitlines()[1].split(",")
     assert row[0] == "k7 d4" and row[4:6] == ["160", "6"]  # training kernels ×8, held-out ones as they are
+    refit(["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"k7={path}", "--augment", "d4-sign",
+           "--architectures", "dense", "--steps", "5", "--batch", "8", "--iwae-samples", "4", "--score-train", "8"])
+    signed = DWPrior.from_folder(tmp_path / "fit" / "k7-dense-5-d4-sign")
+    assert signed.provenance["augment"] == "d4-sign" and signed.provenance["kernels_train"] == 20
+    row = (tmp_path / "fit" / "fits.csv").read_text().splitlines()[2].split(",")
+    assert row[0] == "k7 d4-sign" and row[4:6] == ["320", "6"]  # and each of the 160 negated
 
 
 def test_fitting_objective_is_the_elbo_by_default_and_weights_or_floors_only_the_latent_kl():
@@ -444,6 +450,24 @@ def test_dense_vae_kl_weight_free_bits_and_noise_are_in_the_folder_name_and_prov
     assert (tmp_path / "fit" / "fits.csv").read_text().splitlines()[3].split(",")[0] == "k5 n0.05"
     c = noisy.state_dict()
     assert any(not torch.equal(a[k], c[k]) for k in a)  # only the training batches' noise differs
+    refit(["--out", str(tmp_path / "fit"), *args, "--shape-noise", "0.5"])
+    shaped = DWPrior.from_folder(tmp_path / "fit" / "k5-dense-5-sn0.5")
+    assert shaped.provenance["shape_noise"] == 0.5 and noisy.provenance["shape_noise"] == 0.0
+    assert (tmp_path / "fit" / "fits.csv").read_text().splitlines()[4].split(",")[0] == "k5 sn0.5"
+    assert any(not torch.equal(a[k], v) for k, v in shaped.state_dict().items())
+
+
+def test_shape_noise_scales_with_each_kernels_norm_and_plain_noise_does_not():
+    from training.experiments.dense_vae import perturb
+
+    shapes = torch.nn.functional.normalize(torch.randn(4000, 25, generator=torch.Generator().manual_seed(0)), dim=1)
+    w = (shapes * torch.tensor([0.0, 0.1, 1.0, 3.0]).repeat(1000)[:, None]).view(4000, 5, 5)
+    assert perturb(w, 0.0, 0.0) is w
+    torch.manual_seed(0)
+    by_norm = (perturb(w, 0.0, 0.5) - w).flatten(1).norm(dim=1).view(1000, 4).mean(0)
+    assert by_norm[0] == 0 and torch.allclose(by_norm[1:], 0.5 * torch.tensor([0.1, 1.0, 3.0]), rtol=0.05)
+    plain = (perturb(w, 0.2, 0.0) - w).flatten(1).norm(dim=1).view(1000, 4).mean(0)
+    assert torch.allclose(plain, torch.full((4,), 0.2 * 5), rtol=0.05)  # std 0.2 a weight, 25 weights, any norm
 
 
 def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_the_median_norm(tmp_path):

@@ -25,7 +25,8 @@ also say how those nets were trained. ``python -m training bundle FOLDER --name 
 
 ``--augment d4`` trains on each training kernel under the 8 rotations and reflections of the square (folder suffix
 ``-d4``): the paper's source protocol leaves ~22 used 7x7 kernels a net, and a VAE fitted to 45 of them scored
-−35,125 nats on held-out ones; with their 360 turned and reflected copies, 31.9 (dense VAE: 46.7).
+−35,125 nats on held-out ones; with their 360 turned and reflected copies, 31.9 (dense VAE: 46.7). ``--augment
+d4-sign`` adds each of those negated (16×, suffix ``-d4-sign``): a prior that favours neither sign of a kernel.
 
 ``--kl-weight`` (below 1) and ``--free-bits`` (nats per latent dimension) change the fitting objective only
 (``objective``; folder suffixes ``-kl<w>``, ``-fb<n>``): the fitted model is still a VAE prior with N(0, I) latents,
@@ -42,6 +43,9 @@ coefficient of variation ~0.5), and a VAE fitted to them is densest at the zero 
 the kernels' density smoothed at about the posterior's σ; ``--architectures shell`` fits ``dwp-shell-KxK``, whose
 decoder means all lie at the training kernels' median norm. Both are session 30's attempts to move the density peak
 away from the zero kernel; neither keeps a DWP posterior's 5x5 layer both alive and accurate (runs README).
+``--shape-noise R`` adds noise whose norm is about R times each kernel's own (suffix ``-sn<R>``): the shapes smoothed,
+the norms kept. Session 30 found the authors' 5x5 gain in its kernels' shapes, and their samples carry as much decoder
+noise as mean; this is that kind of spread, made from our own kernels (issue #12, session 31).
 """
 
 from __future__ import annotations
@@ -86,11 +90,22 @@ def objective(prior: DWPrior, w: torch.Tensor, kl_weight: float, free_bits: floa
     return -log_normal(w, w_mu, w_var, dims=2).mean() + kl_weight * kl.clamp(min=free_bits).sum()
 
 
+def perturb(w: torch.Tensor, noise: float, shape_noise: float) -> torch.Tensor:
+    """The kernels `w` (n, k, k) plus fresh Gaussian noise of std `noise` a weight, then of std `shape_noise`·‖w‖/k a
+    weight (a noise norm of about `shape_noise`·‖w‖, so a small kernel stays small); `w` itself if both are 0."""
+    if noise:
+        w = w + noise * torch.randn_like(w)
+    if shape_noise:
+        w = w + shape_noise * w.flatten(1).norm(dim=1)[:, None, None] / w.shape[-1] * torch.randn_like(w)
+    return w
+
+
 def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, seed: int,
-        kl_weight: float = 1.0, free_bits: float = 0.0, noise: float = 0.0) -> float:
+        kl_weight: float = 1.0, free_bits: float = 0.0, noise: float = 0.0, shape_noise: float = 0.0) -> float:
     """Adam on `objective` (the negative ELBO, eq. 4, by default) with a cosine learning-rate decay over `steps`;
     with `noise` > 0 each batch gets fresh Gaussian noise of that std a weight, so the VAE fits the kernels' density
-    smoothed by it. Returns seconds."""
+    smoothed by it; with `shape_noise` > 0, noise of norm about that fraction of each kernel's own norm, which
+    smooths the kernels' shapes and leaves the small ones small. Returns seconds."""
     if len(train) < batch:
         raise ValueError(f"{len(train)} training kernels are fewer than one batch of {batch}: give a smaller --batch")
     torch.manual_seed(seed)
@@ -103,7 +118,7 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
         perm = torch.randperm(len(train), generator=order)
         for start in range(0, len(train) - batch + 1, batch):
             w = train[perm[start:start + batch]]
-            loss = objective(prior, w + noise * torch.randn_like(w) if noise else w, kl_weight, free_bits)
+            loss = objective(prior, perturb(w, noise, shape_noise), kl_weight, free_bits)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -187,9 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kernel-scale", type=float, default=1.0,
                    help="multiply every kernel by this before fitting and scoring (issue #12's scale test: the same "
                         "shapes at the authors' kernel norm); recorded in the prior's provenance and folder name")
-    p.add_argument("--augment", choices=["none", "d4"], default="none",
+    p.add_argument("--augment", choices=["none", "d4", "d4-sign"], default="none",
                    help="d4: train on every training kernel under the 8 rotations and reflections of the square "
-                        "(a prior from few kernels, issue #12); held-out kernels are scored as they are")
+                        "(a prior from few kernels, issue #12); d4-sign: those and their negatives; held-out "
+                        "kernels are scored as they are")
     p.add_argument("--z-dim", type=int, default=None,
                    help="latent size of the fitted VAEs (default: a bundled prior's own, else the architecture's); "
                         "a size other than the default is in the folder name")
@@ -207,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--noise", type=float, default=0.0,
                    help="fit to the kernels plus fresh Gaussian noise of this std a weight each batch: the density "
                         "smoothed at about the posterior's σ (suffix -n<s>); held-out kernels are scored as they are")
+    p.add_argument("--shape-noise", type=float, default=0.0,
+                   help="fit to the kernels plus fresh Gaussian noise whose norm is about this fraction of each "
+                        "kernel's norm, each batch: the shapes smoothed, the norms kept (suffix -sn<r>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     argv = sys.argv[1:] if argv is None else argv
@@ -242,13 +261,15 @@ def main(argv: list[str] | None = None) -> None:
     tags += [f"mn{a.min_norm:g}"] if a.min_norm else []
     tags += ["eq"] if a.equal_norms else []
     tags += [f"n{a.noise:g}"] if a.noise else []
+    tags += [f"sn{a.shape_noise:g}"] if a.shape_noise else []
     suffix = "".join(f"-{t}" for t in tags) + (f"-z{a.z_dim}" if a.z_dim else "")
     for name, train, held, domain, z_dim, bundled, record in sources:
         if a.equal_norms:  # every kernel at the median norm of the training kernels: a prior over shapes
             median = train.flatten(1).norm(dim=1).median()
             train, held = (k / k.flatten(1).norm(dim=1)[:, None, None] * median for k in (train, held))
         plain, held = train * a.kernel_scale, held * a.kernel_scale
-        train = dihedral(plain) if a.augment == "d4" else plain
+        train = dihedral(plain) if a.augment != "none" else plain
+        train = torch.cat([train, -train]) if a.augment == "d4-sign" else train
         k = train.shape[-1]
         candidates = [(f"{bundled.config.architecture} (bundled)", bundled, None)] if bundled else []
         for arch in (f"dwp-{family}-{k}x{k}" for family in a.architectures.split(",")):
@@ -258,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
                 prior.decoder.radius.fill_(plain.flatten(1).norm(dim=1).median())
             candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
-            seconds = (fit(prior, train, a.steps, a.batch, a.lr, a.seed, a.kl_weight, a.free_bits, a.noise)
+            seconds = (fit(prior, train, a.steps, a.batch, a.lr, a.seed, a.kl_weight, a.free_bits, a.noise,
+                           a.shape_noise)
                        if arch else float("nan"))
             row = dict(prior=" ".join([name, *tags]), architecture=label,
                        z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()),
@@ -278,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
                                     "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
                                     "kernel_scale": a.kernel_scale, "augment": a.augment,
                                     "min_norm": a.min_norm, "equal_norms": a.equal_norms, "noise": a.noise,
+                                    "shape_noise": a.shape_noise,
                                     "kl_weight": a.kl_weight, "free_bits": a.free_bits, "z_dim": prior.config.z_dim,
                                     "kernels_train": len(plain), "kernels_heldout": len(held),
                                     "fit_seconds": round(seconds, 1),
