@@ -43,8 +43,8 @@ coefficient of variation ~0.5), and a VAE fitted to them is densest at the zero 
 the kernels' density smoothed at about the posterior's σ; ``--architectures shell`` fits ``dwp-shell-KxK``, whose
 decoder means all lie at the training kernels' median norm. Both are session 30's attempts to move the density peak
 away from the zero kernel; neither keeps a DWP posterior's 5x5 layer both alive and accurate (runs README).
-``--shape-noise R`` adds noise whose norm is about R times each kernel's own (suffix ``-sn<R>``): the shapes smoothed,
-the norms kept. Session 30 found the authors' 5x5 gain in its kernels' shapes, and their samples carry as much decoder
+``--shape-noise R`` adds noise whose norm is about R times each kernel's own and scales the kernel back to its norm
+(suffix ``-sn<R>``): the shapes smoothed, the norms kept. Session 30 found the authors' 5x5 gain in its kernels' shapes, and their samples carry as much decoder
 noise as mean; this is that kind of spread, made from our own kernels (issue #12, session 31).
 """
 
@@ -91,12 +91,15 @@ def objective(prior: DWPrior, w: torch.Tensor, kl_weight: float, free_bits: floa
 
 
 def perturb(w: torch.Tensor, noise: float, shape_noise: float) -> torch.Tensor:
-    """The kernels `w` (n, k, k) plus fresh Gaussian noise of std `noise` a weight, then of std `shape_noise`·‖w‖/k a
-    weight (a noise norm of about `shape_noise`·‖w‖, so a small kernel stays small); `w` itself if both are 0."""
+    """The kernels `w` (n, k, k) plus fresh Gaussian noise of std `noise` a weight; then, with `shape_noise`, each
+    kernel plus noise of std `shape_noise`·‖w‖/k a weight (a noise norm of about `shape_noise`·‖w‖) and scaled back
+    to its own norm, so only its shape moves. `w` itself if both are 0."""
     if noise:
         w = w + noise * torch.randn_like(w)
     if shape_noise:
-        w = w + shape_noise * w.flatten(1).norm(dim=1)[:, None, None] / w.shape[-1] * torch.randn_like(w)
+        norms = w.flatten(1).norm(dim=1)[:, None, None]
+        moved = w + shape_noise * norms / w.shape[-1] * torch.randn_like(w)
+        w = moved * norms / moved.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
     return w
 
 
@@ -105,7 +108,7 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
     """Adam on `objective` (the negative ELBO, eq. 4, by default) with a cosine learning-rate decay over `steps`;
     with `noise` > 0 each batch gets fresh Gaussian noise of that std a weight, so the VAE fits the kernels' density
     smoothed by it; with `shape_noise` > 0, noise of norm about that fraction of each kernel's own norm, which
-    smooths the kernels' shapes and leaves the small ones small. Returns seconds."""
+    smooths the kernels' shapes and keeps their norms. Returns seconds."""
     if len(train) < batch:
         raise ValueError(f"{len(train)} training kernels are fewer than one batch of {batch}: give a smaller --batch")
     torch.manual_seed(seed)
@@ -225,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
                         "smoothed at about the posterior's σ (suffix -n<s>); held-out kernels are scored as they are")
     p.add_argument("--shape-noise", type=float, default=0.0,
                    help="fit to the kernels plus fresh Gaussian noise whose norm is about this fraction of each "
-                        "kernel's norm, each batch: the shapes smoothed, the norms kept (suffix -sn<r>)")
+                        "kernel's norm, each batch, scaled back to the kernel's norm: the shapes smoothed, the norms "
+                        "kept (suffix -sn<r>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     argv = sys.argv[1:] if argv is None else argv
