@@ -44,8 +44,9 @@ the kernels' density smoothed at about the posterior's σ; ``--architectures she
 decoder means all lie at the training kernels' median norm. Both are session 30's attempts to move the density peak
 away from the zero kernel; neither keeps a DWP posterior's 5x5 layer both alive and accurate (runs README).
 ``--shape-noise R`` adds noise whose norm is about R times each kernel's own and scales the kernel back to its norm
-(suffix ``-sn<R>``): the shapes smoothed, the norms kept. Session 30 found the authors' 5x5 gain in its kernels' shapes, and their samples carry as much decoder
-noise as mean; this is that kind of spread, made from our own kernels (issue #12, session 31).
+(suffix ``-sn<R>``): the shapes smoothed, the norms kept. Session 30 found the authors' 5x5 gain in its kernels'
+shapes, and their samples carry as much decoder noise as mean; this gives our own kernels that kind of spread. Neither
+it nor ``d4-sign`` gains in Fig. 2 (issue #12, session 31).
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def perturb(w: torch.Tensor, noise: float, shape_noise: float) -> torch.Tensor:
 
 
 def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, seed: int,
-        kl_weight: float = 1.0, free_bits: float = 0.0, noise: float = 0.0, shape_noise: float = 0.0) -> float:
+        kl_weight: float = 1.0, free_bits: float = 0.0, noise: float = 0.0,
+        shape_noise: float = 0.0) -> float:
     """Adam on `objective` (the negative ELBO, eq. 4, by default) with a cosine learning-rate decay over `steps`;
     with `noise` > 0 each batch gets fresh Gaussian noise of that std a weight, so the VAE fits the kernels' density
     smoothed by it; with `shape_noise` > 0, noise of norm about that fraction of each kernel's own norm, which

@@ -4,11 +4,11 @@
 
 VARIANT ``base`` trains on the build's notMNIST-style renders as they are (all installed fonts, 6 jittered renders a
 glyph, glyphs 20-28 pixels on their long side); a number S first crops each image to its ink and scales it to S pixels
-on its long side, centred (``28``: glyphs that fill the box, as in notMNIST). The net is the paper's source protocol
-at widths 32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256, L2 1e-3 on the conv layers), for EPOCHS
-epochs, torch seed SEED. Prints the test accuracy, how many second-layer kernels are above norm 0.05 and their unit-norm
-shape statistics (`shrinkage/unit_shapes.py`), and writes every second-layer kernel as a kernel-set file
-``glyph-<VARIANT>-5x5.safetensors`` here, for ``dense_vae --kernel-set``. Uses the render cache of
+on its long side, centred (``28``: glyphs that fill the box, as in notMNIST; ``20``: MNIST's digit box). The net is
+the paper's source protocol at widths 32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256, L2 1e-3 on the
+conv layers), for EPOCHS epochs, torch seed SEED. Prints the test accuracy, how many second-layer kernels are above
+norm 0.05 and their unit-norm shape statistics (`shrinkage/unit_shapes.py`), and writes every second-layer kernel as a
+kernel-set file ``glyph-<VARIANT>-5x5.safetensors`` here, for ``dense_vae --kernel-set``. Uses the render cache of
 ``python -m training build`` under build/paper3/work/data (rendered on first use).
 """
 
@@ -33,7 +33,7 @@ HERE = Path(__file__).parent
 
 
 def to_side(images: np.ndarray, side: int) -> np.ndarray:
-    """Each 28×28 uint8 image cropped to its ink and scaled (aspect kept) to `side` pixels on its long side, centred."""
+    """Each 28×28 uint8 image cropped to its ink, scaled (aspect kept) to `side` pixels on its long side, centred."""
     out = np.zeros_like(images)
     for i, image in enumerate(images):
         ys, xs = np.nonzero(image)
@@ -49,6 +49,7 @@ def to_side(images: np.ndarray, side: int) -> np.ndarray:
 
 
 def images(data: torch.Tensor, variant: str) -> torch.Tensor:
+    """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``), or rescaled by `to_side`."""
     if variant == "base":
         return data
     raw = (data[:, 0] * 255).round().to(torch.uint8).numpy()  # the renders' exact bytes
@@ -83,9 +84,10 @@ def main() -> None:
         acc = (net(xte).argmax(1) == yte).float().mean().item()
     kernels = net.features[3].weight.detach().reshape(-1, 5, 5)
     norms = kernels.flatten(1).norm(dim=1)
-    print(f"{variant} epochs {epochs} acc {acc:.4f} {time.time() - t0:.0f}s; 5x5 norm>0.05: {(norms > 0.05).sum().item()} "
-          f"of {len(norms)}, median {norms[norms > 0.05].median():.3f}")
-    row(f"{variant} e{epochs} 5x5 >0.05", kernels[norms > 0.05])
+    kept = norms > 0.05
+    print(f"{variant} epochs {epochs} acc {acc:.4f} {time.time() - t0:.0f}s; 5x5 norm>0.05: {kept.sum().item()} "
+          f"of {len(norms)}, median {norms[kept].median():.3f}")
+    row(f"{variant} e{epochs} 5x5 >0.05", kernels[kept])
     save_tensors(HERE / f"glyph-{variant}-5x5.safetensors", {"train": kernels, "heldout": torch.zeros(0, 5, 5)},
                  {"made_by": "training/results/runs/glyph-size/glyph_nets.py", "variant": variant,
                   "epochs": str(epochs), "seed": str(seed), "test_accuracy": f"{acc:.4f}"})
