@@ -1,15 +1,20 @@
-"""Does glyph size move the source nets' 5x5 shapes? One short source net per variant (issue #12, session 31).
+"""What in the renders moves the source nets' 5x5 shapes? One short source net per variant (issue #12, sessions 31-32).
 
     PYTHONPATH=. python training/results/runs/glyph-size/glyph_nets.py VARIANT EPOCHS SEED
 
 VARIANT ``base`` trains on the build's notMNIST-style renders as they are (all installed fonts, 6 jittered renders a
 glyph, glyphs 20-28 pixels on their long side); a number S first crops each image to its ink and scales it to S pixels
-on its long side, centred (``28``: glyphs that fill the box, as in notMNIST; ``20``: MNIST's digit box). The net is
-the paper's source protocol at widths 32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256, L2 1e-3 on the
-conv layers), for EPOCHS epochs, torch seed SEED. Prints the test accuracy, how many second-layer kernels are above
-norm 0.05 and their unit-norm shape statistics (`shrinkage/unit_shapes.py`), and writes every second-layer kernel as a
-kernel-set file ``glyph-<VARIANT>-5x5.safetensors`` here, for ``dense_vae --kernel-set``. Uses the render cache of
-``python -m training build`` under build/paper3/work/data (rendered on first use).
+on its long side, centred (``28``: glyphs that fill the box, as in notMNIST; ``20``: MNIST's digit box); ``shiftK``
+moves each render by a random whole-pixel offset in [-K, K] along each axis, dropping ink pushed past the border
+(offsets drawn once per split, so every epoch sees the same images: more spatial spread than the renders' own);
+``invertP`` turns a fixed random P percent of the renders into dark glyphs on a white box (x -> 1 - x), to see whether
+glyphs of both polarities move the kernels' sign balance and shapes. The net is the paper's source protocol at widths
+32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256, L2 1e-3 on the conv layers), for EPOCHS epochs, torch
+seed SEED. Prints the test accuracy, how many second-layer kernels are above norm 0.05 and their unit-norm shape
+statistics (`shrinkage/unit_shapes.py`), and writes every second-layer kernel as a kernel-set file
+``glyph-<VARIANT>-5x5.safetensors`` here (``glyph-<VARIANT>-s<SEED>-5x5`` for SEED > 0), for ``dense_vae --kernel-set``,
+and the first layer's as ``…-7x7.safetensors`` (session 32 on). Uses the render cache of ``python -m training build``
+under build/paper3/work/data (rendered on first use).
 """
 
 import sys
@@ -48,10 +53,27 @@ def to_side(images: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
-def images(data: torch.Tensor, variant: str) -> torch.Tensor:
-    """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``), or rescaled by `to_side`."""
+def shifted(data: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """Each (1, 28, 28) image moved by a random offset in [-k, k] on each axis; what leaves the box is dropped."""
+    rng = np.random.default_rng(seed)
+    out = torch.zeros_like(data)
+    for i, (dy, dx) in enumerate(rng.integers(-k, k + 1, size=(len(data), 2))):
+        ys, yd = (slice(0, 28 - dy), slice(dy, 28)) if dy >= 0 else (slice(-dy, 28), slice(0, 28 + dy))
+        xs, xd = (slice(0, 28 - dx), slice(dx, 28)) if dx >= 0 else (slice(-dx, 28), slice(0, 28 + dx))
+        out[i, :, yd, xd] = data[i, :, ys, xs]
+    return out
+
+
+def images(data: torch.Tensor, variant: str, seed: int) -> torch.Tensor:
+    """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``), moved by `shifted` or partly
+    inverted (offsets and inverted images drawn with `seed`), or rescaled by `to_side`."""
     if variant == "base":
         return data
+    if variant.startswith("shift"):
+        return shifted(data, int(variant[5:]), seed)
+    if variant.startswith("invert"):
+        flip = torch.from_numpy(np.random.default_rng(seed).random(len(data)) < int(variant[6:]) / 100)
+        return torch.where(flip[:, None, None, None], 1 - data, data)
     raw = (data[:, 0] * 255).round().to(torch.uint8).numpy()  # the renders' exact bytes
     return torch.from_numpy(to_side(raw, int(variant))).float().div(255)[:, None]
 
@@ -60,8 +82,8 @@ def main() -> None:
     variant, epochs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(1)
     data = notmnist_style("build/paper3/work/data", progress=False)
-    xtr, ytr = images(data.train.tensors[0], variant), data.train.tensors[1]
-    xte, yte = images(data.test.tensors[0], variant), data.test.tensors[1]
+    xtr, ytr = images(data.train.tensors[0], variant, 0), data.train.tensors[1]
+    xte, yte = images(data.test.tensors[0], variant, 1), data.test.tensors[1]
     print(variant, "ink mean", round(xtr.mean().item(), 4), "images", len(xtr), flush=True)
     torch.manual_seed(seed)
     net = build_source_net("fconv-mnist", (32, 64), 10, (1, 28, 28), init="xavier")
@@ -88,9 +110,12 @@ def main() -> None:
     print(f"{variant} epochs {epochs} acc {acc:.4f} {time.time() - t0:.0f}s; 5x5 norm>0.05: {kept.sum().item()} "
           f"of {len(norms)}, median {norms[kept].median():.3f}")
     row(f"{variant} e{epochs} 5x5 >0.05", kernels[kept])
-    save_tensors(HERE / f"glyph-{variant}-5x5.safetensors", {"train": kernels, "heldout": torch.zeros(0, 5, 5)},
-                 {"made_by": "training/results/runs/glyph-size/glyph_nets.py", "variant": variant,
-                  "epochs": str(epochs), "seed": str(seed), "test_accuracy": f"{acc:.4f}"})
+    name = variant if seed == 0 else f"{variant}-s{seed}"
+    record = {"made_by": "training/results/runs/glyph-size/glyph_nets.py", "variant": variant, "epochs": str(epochs),
+              "seed": str(seed), "test_accuracy": f"{acc:.4f}"}
+    for k, layer in ((5, net.features[3]), (7, net.features[0])):
+        save_tensors(HERE / f"glyph-{name}-{k}x{k}.safetensors",
+                     {"train": layer.weight.detach().reshape(-1, k, k), "heldout": torch.zeros(0, k, k)}, record)
 
 
 if __name__ == "__main__":
