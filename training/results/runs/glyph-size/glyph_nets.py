@@ -1,4 +1,4 @@
-"""What in the renders moves the source nets' 5x5 shapes? One short source net per variant (issue #12, sessions 31-32).
+"""What in the source data moves the source nets' 5x5 shapes? One short net per variant (issue #12, sessions 31-32).
 
     PYTHONPATH=. python training/results/runs/glyph-size/glyph_nets.py VARIANT EPOCHS SEED
 
@@ -8,13 +8,14 @@ on its long side, centred (``28``: glyphs that fill the box, as in notMNIST; ``2
 moves each render by a random whole-pixel offset in [-K, K] along each axis, dropping ink pushed past the border
 (offsets drawn once per split, so every epoch sees the same images: more spatial spread than the renders' own);
 ``invertP`` turns a fixed random P percent of the renders into dark glyphs on a white box (x -> 1 - x), to see whether
-glyphs of both polarities move the kernels' sign balance and shapes. The net is the paper's source protocol at widths
-32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256, L2 1e-3 on the conv layers), for EPOCHS epochs, torch
-seed SEED. Prints the test accuracy, how many second-layer kernels are above norm 0.05 and their unit-norm shape
-statistics (`shrinkage/unit_shapes.py`), and writes every second-layer kernel as a kernel-set file
-``glyph-<VARIANT>-5x5.safetensors`` here (``glyph-<VARIANT>-s<SEED>-5x5`` for SEED > 0), for ``dense_vae --kernel-set``,
-and the first layer's as ``…-7x7.safetensors`` (session 32 on). Uses the render cache of ``python -m training build``
-under build/paper3/work/data (rendered on first use).
+glyphs of both polarities move the kernels' sign balance and shapes; ``labelsP`` keeps the renders and gives a fixed
+random P percent of the training images a label drawn uniformly from the ten (test labels untouched), as a noisy dataset
+would. The net is the paper's source protocol at widths 32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256,
+L2 1e-3 on the conv layers), for EPOCHS epochs, torch seed SEED. Prints the test accuracy, how many second-layer kernels
+are above norm 0.05 and their unit-norm shape statistics (`shrinkage/unit_shapes.py`), and writes every second-layer
+kernel as a kernel-set file ``glyph-<VARIANT>-5x5.safetensors`` here (``glyph-<VARIANT>-s<SEED>-5x5`` for SEED > 0), for
+``dense_vae --kernel-set``, and the first layer's as ``…-7x7.safetensors`` (session 32 on). Uses the render cache of
+``python -m training build`` under build/paper3/work/data (rendered on first use).
 """
 
 import sys
@@ -67,7 +68,7 @@ def shifted(data: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 def images(data: torch.Tensor, variant: str, seed: int) -> torch.Tensor:
     """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``), moved by `shifted` or partly
     inverted (offsets and inverted images drawn with `seed`), or rescaled by `to_side`."""
-    if variant == "base":
+    if variant == "base" or variant.startswith("labels"):
         return data
     if variant.startswith("shift"):
         return shifted(data, int(variant[5:]), seed)
@@ -78,12 +79,22 @@ def images(data: torch.Tensor, variant: str, seed: int) -> torch.Tensor:
     return torch.from_numpy(to_side(raw, int(variant))).float().div(255)[:, None]
 
 
+def noisy_labels(labels: torch.Tensor, percent: int, seed: int) -> torch.Tensor:
+    """`labels` with a fixed random `percent` of them replaced by a class drawn uniformly from the ten."""
+    rng = np.random.default_rng(seed)
+    hit = torch.from_numpy(rng.random(len(labels)) < percent / 100)
+    drawn = torch.from_numpy(rng.integers(0, 10, size=len(labels))).to(labels.dtype)
+    return torch.where(hit, drawn, labels)
+
+
 def main() -> None:
     variant, epochs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(1)
     data = notmnist_style("build/paper3/work/data", progress=False)
     xtr, ytr = images(data.train.tensors[0], variant, 0), data.train.tensors[1]
     xte, yte = images(data.test.tensors[0], variant, 1), data.test.tensors[1]
+    if variant.startswith("labels"):
+        ytr = noisy_labels(ytr, int(variant[6:]), 0)
     print(variant, "ink mean", round(xtr.mean().item(), 4), "images", len(xtr), flush=True)
     torch.manual_seed(seed)
     net = build_source_net("fconv-mnist", (32, 64), 10, (1, 28, 28), init="xavier")
