@@ -66,8 +66,8 @@ def shifted(data: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 
 
 def images(data: torch.Tensor, variant: str, seed: int) -> torch.Tensor:
-    """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``), moved by `shifted` or partly
-    inverted (offsets and inverted images drawn with `seed`), or rescaled by `to_side`."""
+    """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``, ``labelsP``), moved by `shifted` or
+    partly inverted (offsets and inverted images drawn with `seed`), or rescaled by `to_side`."""
     if variant == "base" or variant.startswith("labels"):
         return data
     if variant.startswith("shift"):
@@ -124,9 +124,8 @@ def main() -> None:
     name = variant if seed == 0 else f"{variant}-s{seed}"
     record = {"made_by": "training/results/runs/glyph-size/glyph_nets.py", "variant": variant, "epochs": str(epochs),
               "seed": str(seed), "test_accuracy": f"{acc:.4f}"}
-    for k, layer in ((5, net.features[3]), (7, net.features[0])):
-        save_tensors(HERE / f"glyph-{name}-{k}x{k}.safetensors",
-                     {"train": layer.weight.detach().reshape(-1, k, k), "heldout": torch.zeros(0, k, k)}, record)
+    for k, w in ((5, kernels), (7, net.features[0].weight.detach().reshape(-1, 7, 7))):
+        save_tensors(HERE / f"glyph-{name}-{k}x{k}.safetensors", {"train": w, "heldout": torch.zeros(0, k, k)}, record)
 
 
 if __name__ == "__main__":
