@@ -10,7 +10,9 @@ moves each render by a random whole-pixel offset in [-K, K] along each axis, dro
 ``invertP`` turns a fixed random P percent of the renders into dark glyphs on a white box (x -> 1 - x), to see whether
 glyphs of both polarities move the kernels' sign balance and shapes; ``labelsP`` keeps the renders and gives a fixed
 random P percent of the training images a label drawn uniformly from the ten (test labels untouched), as a noisy dataset
-would. The net is the paper's source protocol at widths 32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256,
+would; ``standard`` keeps the renders and standardises every image with the training split's pixel mean and std
+(background -0.57 and full ink 2.14 instead of 0 and 1), as a pipeline that normalises its inputs would feed them.
+The net is the paper's source protocol at widths 32/64 (Xavier init, Adam 1e-3 decaying linearly to 0, batch 256,
 L2 1e-3 on the conv layers), for EPOCHS epochs, torch seed SEED. Prints the test accuracy, how many second-layer kernels
 are above norm 0.05 and their unit-norm shape statistics (`shrinkage/unit_shapes.py`), and writes every second-layer
 kernel as a kernel-set file ``glyph-<VARIANT>-5x5.safetensors`` here (``glyph-<VARIANT>-s<SEED>-5x5`` for SEED > 0), for
@@ -66,9 +68,9 @@ def shifted(data: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 
 
 def images(data: torch.Tensor, variant: str, seed: int) -> torch.Tensor:
-    """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``, ``labelsP``), moved by `shifted` or
-    partly inverted (offsets and inverted images drawn with `seed`), or rescaled by `to_side`."""
-    if variant == "base" or variant.startswith("labels"):
+    """The (n, 1, 28, 28) images in [0, 1] of `variant`: as rendered (``base``, ``labelsP``, ``standard``), moved by
+    `shifted` or partly inverted (offsets and inverted images drawn with `seed`), or rescaled by `to_side`."""
+    if variant in ("base", "standard") or variant.startswith("labels"):
         return data
     if variant.startswith("shift"):
         return shifted(data, int(variant[5:]), seed)
@@ -95,6 +97,9 @@ def main() -> None:
     xte, yte = images(data.test.tensors[0], variant, 1), data.test.tensors[1]
     if variant.startswith("labels"):
         ytr = noisy_labels(ytr, int(variant[6:]), 0)
+    if variant == "standard":
+        mean, std = xtr.mean(), xtr.std()
+        xtr, xte = (xtr - mean) / std, (xte - mean) / std
     print(variant, "ink mean", round(xtr.mean().item(), 4), "images", len(xtr), flush=True)
     torch.manual_seed(seed)
     net = build_source_net("fconv-mnist", (32, 64), 10, (1, 28, 28), init="xavier")
