@@ -1,6 +1,6 @@
 #!/bin/bash
 # Session 33 (issue #12): the priors fitted to pooled source kernels, as screened in fig2-narrow-screen/.
-#   bash training/results/runs/many-sources/fits.sh        (from the repository root; about 75 min on one core)
+#   bash training/results/runs/many-sources/fits.sh   (from the repository root, venv active; about an hour, one core)
 # Each fit is deterministic: rerun, it gives the same weights. Folders go to build/s33/, rows to their fits.csv
 # (collected, with the fit seed, in fits.csv here).
 set -euo pipefail
