@@ -15,14 +15,15 @@ HELD5=$N/gpu-net2-heldout-5x5.safetensors
 eval "$FIT --out build/s33/pool --architectures dense --steps 10000 --kernel-set pool12-5x5=$POOL12+$HELD5"
 eval "$FIT --out build/s33/pool --architectures dense --steps 100000 --kernel-set pool12-5x5=$POOL12+$HELD5"
 for s in 1 2 3; do
-    eval "$FIT --out build/s33/pool-s$s --architectures dense --steps 100000 --seed $s --kernel-set pool12-5x5=$POOL12+$HELD5"
+    eval "$FIT --out build/s33/pool-s$s --architectures dense --steps 100000 --seed $s \
+        --kernel-set pool12-5x5=$POOL12+$HELD5"
 done
 eval "$FIT --out build/s33/plain --architectures dense --steps 100000 --kernel-set plain6-5x5=$PLAIN6+$HELD5"
 eval "$FIT --out build/s33/poolvae --architectures vae --steps 10000 --kernel-set pool12-5x5=$POOL12+$HELD5"
 # 7x7: first-layer kernels of the nets trained 100 epochs or more (p7a), then with six 30-epoch nets too (p7all);
 # paper-sources-gpu/kernels-7x7 holds GPU nets 0-1 (train) and net 2 (held out).
-P7A=$R/cpu-sources/net-0200-7x7.safetensors+$R/cpu-sources/net-0201-7x7.safetensors+$R/cpu-sources/net-0100-7x7.safetensors
-P7A=$P7A+$R/fontsel/heavy-net-0200-7x7.safetensors+$R/fontsel/light-net-0200-7x7.safetensors
+P7A=$R/cpu-sources/net-0200-7x7.safetensors+$R/cpu-sources/net-0201-7x7.safetensors
+P7A=$P7A+$R/cpu-sources/net-0100-7x7.safetensors+$R/fontsel/heavy-net-0200-7x7.safetensors+$R/fontsel/light-net-0200-7x7.safetensors
 P7A=$P7A+$R/paper-sources-gpu/kernels-7x7.safetensors
 P7ALL=$P7A+$G/build-e30/net-0300-7x7.safetensors+$G/build-e30/net-0301-7x7.safetensors
 P7ALL=$P7ALL+$G/glyph-invert25-7x7.safetensors+$G/glyph-invert50-7x7.safetensors
