@@ -23,8 +23,8 @@ eval "$FIT --out build/s33/poolvae --architectures vae --steps 10000 --kernel-se
 # 7x7: first-layer kernels of the nets trained 100 epochs or more (p7a), then with six 30-epoch nets too (p7all);
 # paper-sources-gpu/kernels-7x7 holds GPU nets 0-1 (train) and net 2 (held out).
 P7A=$R/cpu-sources/net-0200-7x7.safetensors+$R/cpu-sources/net-0201-7x7.safetensors
-P7A=$P7A+$R/cpu-sources/net-0100-7x7.safetensors+$R/fontsel/heavy-net-0200-7x7.safetensors+$R/fontsel/light-net-0200-7x7.safetensors
-P7A=$P7A+$R/paper-sources-gpu/kernels-7x7.safetensors
+P7A=$P7A+$R/cpu-sources/net-0100-7x7.safetensors+$R/fontsel/heavy-net-0200-7x7.safetensors
+P7A=$P7A+$R/fontsel/light-net-0200-7x7.safetensors+$R/paper-sources-gpu/kernels-7x7.safetensors
 P7ALL=$P7A+$G/build-e30/net-0300-7x7.safetensors+$G/build-e30/net-0301-7x7.safetensors
 P7ALL=$P7ALL+$G/glyph-invert25-7x7.safetensors+$G/glyph-invert50-7x7.safetensors
 P7ALL=$P7ALL+$G/glyph-labels20-7x7.safetensors+$G/glyph-standard-7x7.safetensors
