@@ -91,6 +91,12 @@ def bundled_repo_id(name: str) -> str | None:
     return repo_id if repo_id in _manifest() else None
 
 
+def bundled_with_weights(sha256: str) -> str | None:
+    """The repo id of the bundled prior whose model.safetensors has this SHA-256, if any: tells a record made
+    from a local folder that it holds the same weights as a bundled prior."""
+    return next((repo_id for repo_id, files in _manifest().items() if files.get(WEIGHTS_NAME) == sha256), None)
+
+
 def bundled_source(repo_id: str, name: str) -> PriorSource:
     """The bundled copy of `repo_id`, after checking each of its files against the manifest's SHA-256."""
     folder = BUNDLED_DIR / repo_id.replace("/", "--")

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from dwp_hub import NormalPrior, init_from_prior
+from dwp_hub import DWPrior, NormalPrior, init_from_prior
+from dwp_hub.hub import bundled_with_weights
 from training.experiments import data as xdata
 from training.experiments.__main__ import main
 from training.experiments.kernels import initialise
 from training.experiments.kl_subsample import SubsampledKL
 from training.experiments.nets import ConvVAE, classifier
+from training.experiments.page_text import _prior_text
 from training.experiments.priors import PriorSet
 from training.experiments.records import ResultsFile
 from training.experiments.report import build_report, paired_verdict
@@ -478,3 +480,15 @@ def test_nearest_cosine_finds_turned_and_reflected_copies_and_not_unlike_kernels
     assert unlike.shape == (50,) and (unlike < 0.7).all()
     blends = nearest_cosine(reference[:10] + reference[10:], reference)
     assert (blends < 0.9).all() and (blends > unlike.median()).all()
+
+
+def test_page_names_the_bundled_prior_a_local_folder_holds_the_weights_of():
+    bundled = DWPrior.from_pretrained("dwp/notmnist-7x7")
+    assert bundled_with_weights(bundled.source.sha256) == "dwp/notmnist-7x7"
+    assert bundled_with_weights("0" * 64) is None
+    local = {"name": "build/x", "origin": "local", "sha256": bundled.source.sha256, "kernels_train": 53}
+    text = _prior_text(local)
+    assert "the weights of the bundled `dwp/notmnist-7x7`" in text
+    assert f"from {bundled.provenance['num_source_nets']} " in text and "?" not in text
+    other = _prior_text({"name": "build/y", "origin": "local", "sha256": "0" * 64, "kernels_train": 9})
+    assert other == "`build/y` (9 training kernels; no source nets recorded)"

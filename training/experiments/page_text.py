@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import math
 
+from dwp_hub import DWPrior
+from dwp_hub.hub import bundled_with_weights
+
+from .priors import PROVENANCE_KEYS
+
 
 COMPUTE_BUDGET = """### Compute budget of the full setting
 
@@ -90,15 +95,29 @@ def _protocol(settings: dict[str, dict]) -> str:
     ])
 
 
+def _prior_text(p: dict) -> str:
+    """One prior of a run's record: its name, then what its provenance says about its source nets. A local folder
+    whose weights are those of a bundled prior says so, and its missing fields come from that prior's provenance."""
+    text = f"`{p['name']}`"
+    bundled = bundled_with_weights(p["sha256"]) if p.get("origin") == "local" and p.get("sha256") else None
+    if bundled:
+        text += f" (the weights of the bundled `{bundled}`, SHA-256 `{p['sha256'][:16]}…`)"
+        known = DWPrior.from_pretrained(bundled).provenance
+        p = {**{k: known[k] for k in PROVENANCE_KEYS if k in known}, **p}
+    if "num_source_nets" in p:
+        text += (f" from {p['num_source_nets']} {p.get('source_architecture', '')} source nets of widths "
+                 f"{p.get('source_widths', '?')} trained on {p.get('dataset', '?')} ({p.get('source_training', '?')}")
+        text += f"; {p['kernels_train']} training kernels)" if "kernels_train" in p else ")"
+    elif "kernels_train" in p:
+        text += f" ({p['kernels_train']} training kernels; no source nets recorded)"
+    return text
+
+
 def _priors_line(settings: dict[str, dict]) -> str:
     st = next((st for st in settings.values() if st), None)
     if not st:
         return ""
-    parts = []
-    for k, p in st["priors"].items():
-        parts.append(f"`{p['name']}` from {p.get('num_source_nets', '?')} {p.get('source_architecture', '')} source "
-                     f"nets of widths {p.get('source_widths', '?')} trained on {p.get('dataset', '?')} "
-                     f"({p.get('source_training', '?')}; {p.get('kernels_train', '?')} training kernels)")
+    parts = [_prior_text(p) for p in st["priors"].values()]
     return ("- **Priors**: " + "; ".join(parts) + ". The paper's were fitted to kernels of notMNIST nets of widths "
             "256/512 trained 100 epochs; the real notMNIST cannot be downloaded here, so ours come from letters "
             "rendered from installed fonts. Different source kernels make a different prior.")
