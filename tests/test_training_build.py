@@ -273,6 +273,15 @@ def test_xavier_source_init_is_xavier_normal_and_changes_only_weights():
         build_source_net("fconv-mnist", (8, 8), 10, (1, 28, 28), init="he")
 
 
+def test_nets_with_a_narrow_strided_1x1_conv_train_in_the_default_layout():
+    """Channels-last only where oneDNN's AVX2 weight gradient of a strided 1×1 conv has ≥ 8 input channels."""
+    from training.source_nets import build_source_net, channels_last_is_safe
+
+    assert not channels_last_is_safe(build_source_net("resnet-cifar", (4, 8, 8), 10, (3, 32, 32)))  # the tiny one
+    assert channels_last_is_safe(build_source_net("resnet-cifar", (16, 32, 64), 10, (3, 32, 32)))  # the recipe's
+    assert channels_last_is_safe(build_source_net("fconv-mnist", (4, 4), 10, (1, 28, 28)))  # no 1×1 convs
+
+
 def test_sources_only_trains_nets_and_skips_a_net_another_process_holds(tmp_path):
     """`--sources-only` stops after the source nets; a net whose lock another build holds is left to that build."""
     import fcntl

@@ -152,6 +152,17 @@ def build_source_net(arch: str, widths: tuple[int, ...], num_classes: int, image
     return model
 
 
+def channels_last_is_safe(model: nn.Module) -> bool:
+    """Whether `model` can train in channels-last layout (faster on CPU) without the oneDNN weight-gradient bug.
+
+    The weight gradient of a strided 1×1 conv with fewer than 8 input channels, channels-last, hangs or crashes in
+    the AVX2 kernel of torch 2.14's oneDNN (seen on an AVX2-only AMD EPYC with 2–7 input channels; AVX-512 CPUs run
+    another kernel, and the default layout is fine on both). The tiny ResNet's 4-channel shortcut is such a conv.
+    """
+    return not any(m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
+                   for m in conv_layers(model).values())
+
+
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
     """The model's conv layers by name, in order ('features.0', 'features.3', …)."""
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
