@@ -20,7 +20,7 @@ from training.experiments.nets import ConvVAE, classifier
 from training.experiments.page_text import _prior_text
 from training.experiments.priors import PriorSet
 from training.experiments.records import ResultsFile
-from training.experiments.report import build_report, paired_verdict
+from training.experiments.report import _rescale_verdicts, build_report, paired_verdict
 from training.experiments.runner import protocol, run_experiments
 from training.experiments.settings import QUICK, Fig2Settings, GapSettings, run_protocol, with_overrides
 
@@ -69,6 +69,25 @@ def test_fig2_quick_has_every_method_and_size(quick_out):
             assert float(r["sigma_conv2"]) > 0.0 and np.isfinite(float(r["kl"]))
     assert len({r["protocol"] for r in rows}) == 1
     assert (quick_out / "logs" / "fig2_dwp_N20_s0.log").read_text().count("step") >= s.steps
+
+
+def test_rescale_verdicts_name_a_mode_that_beats_the_default_and_loses_nowhere():
+    """Fig. 4's verdict on init_from_prior's default: paired over seeds on each model's curve mean."""
+    titles = {"cnn": "CNN", "vae": "VAE"}
+    inits = ["xavier", "dwp", "dwp:match", "dwp:fan_in"]
+    base = {("cnn", "dwp:match"): {0: 0.60, 1: 0.62, 2: 0.61}, ("vae", "dwp:match"): {0: -290.0, 1: -285.0, 2: -288.0}}
+    # raw: better CNN on every seed (by 0.010-0.012), VAE tied; fan_in: better CNN, far worse VAE
+    raw = {("cnn", "dwp"): {0: 0.611, 1: 0.630, 2: 0.622}, ("vae", "dwp"): {0: -289.0, 1: -287.0, 2: -287.5}}
+    fan = {("cnn", "dwp:fan_in"): {0: 0.611, 1: 0.630, 2: 0.622}, ("vae", "dwp:fan_in"): {0: -450.0, 1: -440.0,
+                                                                                          2: -460.0}}
+    lines = _rescale_verdicts({**base, **raw, **fan}, ["cnn", "vae"], inits, titles)
+    assert "| DWP samples (raw) | loss (-0.011) | tie (+0.2) |" in lines
+    assert "| DWP samples, rescale=fan_in | loss (-0.011) | win (+162.3) |" in lines
+    assert "Measured against it: DWP samples (raw) beats the default on some model and loses on none." in lines
+    raw[("cnn", "dwp")] = {0: 0.59, 1: 0.63, 2: 0.60}  # mixed signs: a tie
+    assert any(line.startswith("No other mode beats `match`")
+               for line in _rescale_verdicts({**base, **raw, **fan}, ["cnn", "vae"], inits, titles))
+    assert _rescale_verdicts({**raw, **fan}, ["cnn", "vae"], ["dwp", "dwp:fan_in"], titles) == []  # default not run
 
 
 def test_fig3_fig4_gap_quick_rows(quick_out):
@@ -210,7 +229,8 @@ def test_report_writes_page_plots_and_data(quick_out, tmp_path):
         assert f"]({png})" in text
     assert "smoke-test numbers" in text  # quick results are labelled as such
     assert "| DWP | " in text and "| multivariate Gaussian | " in text and "features.3 (5x5)" in text
-    assert "Default `rescale` of `init_from_prior`" in text
+    assert "default `rescale` (`match`) against the other DWP inits" in text
+    assert "| DWP samples (raw) | n/a (" in text  # one quick seed: a difference, nothing to test it by
     assert "| fig2 | 10 / 10 |" in text and "| gap | 1 / 1 |" in text
     assert (tmp_path / "page" / "data" / "fig2.csv").read_text() == (quick_out / "fig2.csv").read_text()
 

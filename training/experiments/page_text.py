@@ -131,12 +131,13 @@ def _init_text(s: dict) -> str:
     return "μ Xavier-uniform from the split seed (identical for every method)"
 
 
-def _official_split(target: str) -> bool:
+def official_split(target: str) -> bool:
+    """Whether a target description names the official MNIST split (its fixed 10,000 test images)."""
     return "official 10,000 test images" in target
 
 
 def _test_set_text(target: str) -> str:
-    if _official_split(target):
+    if official_split(target):
         return ("**Test set: the paper's.** N images are drawn from MNIST's 60,000 official training images and "
                 "every method is tested on the official 10,000 test images. The priors are ours (see below), so "
                 "the paper's numbers are a reference point, not a target.")
@@ -191,7 +192,7 @@ def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick
         "",
         "## Where our setup differs from the paper (likely causes of differences)",
         "",
-        *([] if _official_split(target) else [
+        *([] if official_split(target) else [
             "- **Test set and training pool**: the rest of the target, not the 10k MNIST test set (above). "
             "Accuracies are on a different, smaller test set (for MNIST-5k ≈ 4,000–4,950 images, ±0.3–0.7% "
             "binomial noise)."]),

@@ -90,7 +90,7 @@ QUICK = {
     "fig2": QUICK_FIG2,
     "gap": GapSettings(vi=QUICK_FIG2, sizes=(20,), seeds=(0,), iwae_samples=64, max_kernels=8, prior_z_samples=16),
     "fig3": Fig3Settings(scales=(1 / 16, 1 / 8), seeds=(0,), train_size=100, steps=15, batch_size=50, max_test=200),
-    "fig4": Fig4Settings(seeds=(0,), inits=("xavier", "filters", "dwp"), train_size=100, batch_size=20,
+    "fig4": Fig4Settings(seeds=(0,), inits=("xavier", "filters", "dwp", "dwp:match"), train_size=100, batch_size=20,
                          cnn_steps=6, vae_steps=6, vae_z_dim=4, eval_points=3, max_test=200),
 }
 
