@@ -156,8 +156,8 @@ def channels_last_is_safe(model: nn.Module) -> bool:
     """Whether `model` can train in channels-last layout (faster on CPU) without the oneDNN weight-gradient bug.
 
     The weight gradient of a strided 1×1 conv with fewer than 8 input channels, channels-last, hangs or crashes in
-    the AVX2 kernel of torch 2.14's oneDNN (seen on an AVX2-only AMD EPYC with 2–7 input channels; AVX-512 CPUs run
-    another kernel, and the default layout is fine on both). The tiny ResNet's 4-channel shortcut is such a conv.
+    the AVX2 kernel of torch 2.14's oneDNN (seen on an AVX2-only AMD EPYC with 2–7 input channels; the same conv in
+    the default layout ran clean there). The tiny ResNet's 4-channel shortcut is such a conv.
     """
     return not any(m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
                    for m in conv_layers(model).values())

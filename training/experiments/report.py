@@ -338,8 +338,8 @@ def fig3_section(rows: list[dict], settings: dict, out: Path) -> str:
         "",
         f"Convolutions frozen at their initial kernels (biases zero), only the linear classifier trained on the "
         f"standardised features of {s['train_size']} stratified images ({s['steps']} Adam steps, batch "
-        f"{s['batch_size']}, lr {s['lr']:g} decaying linearly to 0), tested on {_test_set(settings)}; mean ± std over "
-        f"{len(s['seeds'])} seeds (seed = split, init and batch order).",
+        f"{s['batch_size']}, lr {s['lr']:g} decaying linearly to 0), tested on {_test_set(settings)}; mean ± std "
+        f"over {len(s['seeds'])} seeds (seed = split, init and batch order).",
         "",
         *table,
         "",
@@ -385,8 +385,8 @@ def fig4_section(rows: list[dict], settings: dict, out: Path) -> str:
     s = settings["settings"]
     parts.append(
         f"Every parameter trained with Adam (lr {s['lr']:g}, constant), batch {s['batch_size']}, on "
-        f"{s['train_size']} stratified images; evaluated on {_test_set(settings)}. CNN: {s['cnn_steps']} steps; VAE "
-        f"(appendix G, z = {s['vae_z_dim']}, Bernoulli likelihood): {s['vae_steps']} steps. Mean ± std over "
+        f"{s['train_size']} stratified images; evaluated on {_test_set(settings)}. CNN: {s['cnn_steps']} steps; "
+        f"VAE (appendix G, z = {s['vae_z_dim']}, Bernoulli likelihood): {s['vae_steps']} steps. Mean ± std over "
         f"{len(s['seeds'])} seeds; *mean over the curve* averages the metric over the evaluation steps (an "
         "area-under-the-curve summary of convergence speed).")
     parts.append("")
@@ -422,10 +422,9 @@ def _rescale_verdicts(curve_means: dict, models: list[str], inits: list[str], ti
     lines = [f"**`init_from_prior`'s default `rescale` (`{DEFAULT_RESCALE}`) against the other DWP inits.** The mean "
              "over the curve, the default's minus the other's, paired over seeds (two-sided t-test at 5%):", "",
              "| default vs | " + " | ".join(titles[m] for m in models) + " |", "|---|" + "---|" * len(models)]
-    better = []
+    better, digits = [], {m: 3 if m == "cnn" else 1 for m in models}
     for other in others:
         verdicts = [paired_verdict(curve_means[(m, default)], curve_means[(m, other)]) for m in models]
-        digits = {m: 3 if m == "cnn" else 1 for m in models}
         lines.append(f"| {INIT_LABELS.get(other, other)} | " + " | ".join(
             f"{v} ({d:+.{digits[m]}f})" if n else "n/a" for m, (v, d, n) in zip(models, verdicts)) + " |")
         if "loss" in {v for v, _, _ in verdicts} and "win" not in {v for v, _, _ in verdicts}:
