@@ -15,16 +15,17 @@ _EXPORTS = {
     "bayes_conv": ["BayesConv2d", "bayes_mode", "kl"],
     "to_bayesian": ["BayesianizeReport", "LayerReport", "bayesianize"],
     "dwp_bound": ["DWPBound"],
-    "errors": ["DWPError", "PriorFormatError", "PriorNotFoundError", "PublishError"],
+    "errors": ["DWPError", "NotCachedError", "PriorFormatError", "PriorNotFoundError", "PublishError"],
     "gap": ["LayerGap", "approximation_gap"],
     "hub": ["PriorInfo", "PriorSource", "list_priors"],
     "init": ["InitReport", "init_from_prior"],
     "prior": ["DWPrior"],
     "prior_folder": ["PriorConfig"],
+    "names": ["PriorName"],
     "prior_spec": ["resolve_priors"],
     "publish": ["PushResult", "push_folder"],
     "vi": ["elbo_loss", "evaluate", "expected_calibration_error", "parameter_groups", "predict_proba"],
-    "weight_priors": ["LogUniformPrior", "MultivariateGaussianPrior", "NormalPrior", "WeightPrior"],
+    "weight_priors": ["LogUniformPrior", "MultivariateGaussianPrior", "NormalPrior", "SubsampledKL", "WeightPrior"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
@@ -46,13 +47,14 @@ if TYPE_CHECKING:
     from .bayes_conv import BayesConv2d, bayes_mode, kl
     from .to_bayesian import BayesianizeReport, LayerReport, bayesianize
     from .dwp_bound import DWPBound
-    from .errors import DWPError, PriorFormatError, PriorNotFoundError, PublishError
+    from .errors import DWPError, NotCachedError, PriorFormatError, PriorNotFoundError, PublishError
     from .gap import LayerGap, approximation_gap
     from .hub import PriorInfo, PriorSource, list_priors
     from .init import InitReport, init_from_prior
     from .prior import DWPrior
     from .prior_folder import PriorConfig
+    from .names import PriorName
     from .prior_spec import resolve_priors
     from .publish import PushResult, push_folder
     from .vi import elbo_loss, evaluate, expected_calibration_error, parameter_groups, predict_proba
-    from .weight_priors import LogUniformPrior, MultivariateGaussianPrior, NormalPrior, WeightPrior
+    from .weight_priors import LogUniformPrior, MultivariateGaussianPrior, NormalPrior, SubsampledKL, WeightPrior

@@ -1,8 +1,16 @@
-"""Encoder r(z|w) and decoder p(w|z) networks of the kernel VAEs, one pair per kernel size.
+"""Encoder r(z|w) and decoder p(w|z) networks of the kernel VAEs, and the registry of named architectures.
 
-The 7x7 and 5x5 networks are those of the paper's appendix H.1 (Table 2 gives their parameter
-counts: 56,004 / 56,674 for 7x7 and 260,040 / 304,194 for 5x5). Every network ends in two 1x1
-convolutions, one for the mean and one for the (unconstrained) variance of a diagonal Gaussian.
+A prior folder names its architecture (``config.json``); the name is looked up here when the folder is read
+or a prior is built. The runtime registers the architectures of the priors it ships or documents:
+
+- ``dwp-vae-KxK`` (K = 7, 5, 3), the paper's convolutional VAEs. The 7x7 and 5x5 networks are those of the
+  paper's appendix H.1 (Table 2 gives their parameter counts: 56,004 / 56,674 for 7x7 and 260,040 / 304,194
+  for 5x5). Every network ends in two 1x1 convolutions, one for the mean and one for the (unconstrained)
+  variance of a diagonal Gaussian.
+- ``dwp-dense-KxK``, fully connected VAEs (ours).
+
+Other architectures (research variants) are added with ``register_architecture`` by the code that fits or
+loads them, before it does; a folder naming an architecture nobody registered is refused.
 """
 
 from __future__ import annotations
@@ -86,28 +94,6 @@ class DenseDecoder(nn.Module):
         return mu.reshape(-1, k, k), raw_var.reshape(-1, k, k)
 
 
-class ShellDecoder(DenseDecoder):
-    """A DenseDecoder whose mean lies on a sphere of a fixed radius: μ(z) = radius·h(z)/‖h(z)‖ (issue #12).
-
-    A VAE fitted to kernels of many norms maps z = 0 to a near-zero kernel with its smallest variance, so the
-    prior is densest at the zero kernel and a KL-dominated posterior shrinks its kernels towards it. The
-    authors' 5x5 prior decodes z = 0 to a kernel of norm 0.08 and every z to a norm near its kernels'; this
-    decoder holds that by construction and leaves the spread of norms to the decoder's variance. ``radius`` is
-    a buffer, set before fitting (to the training kernels' median norm) and saved with the weights: learnt
-    with the rest, it shrinks to zero and the latent goes unused. An ablation, not shipped: with our 5x5
-    kernels DWP-VI keeps the layer's kernels at the radius and loses 0.09-0.18 in accuracy
-    (training/results/runs, session 30).
-    """
-
-    def __init__(self, kernel_size: int, width: int, z_dim: int) -> None:
-        super().__init__(kernel_size, width, z_dim)
-        self.register_buffer("radius", torch.tensor(1.0))
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, raw_var = super().forward(z)
-        return self.radius * mu / mu.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None], raw_var
-
-
 def _dense(kernel_size: int, width: int) -> tuple[Callable[[int], DenseEncoder], Callable[[int], DenseDecoder]]:
     return (lambda z_dim: DenseEncoder(kernel_size, width, z_dim)), (lambda z_dim: DenseDecoder(kernel_size, width, z_dim))
 
@@ -169,16 +155,21 @@ def _decoder_3x3(z_dim: int) -> KernelDecoder:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A named encoder/decoder pair for one kernel size, with its paper-default latent size."""
+    """A named encoder/decoder pair for one kernel size, with its default latent size.
+
+    ``encoder(z_dim)`` builds r(z|w): (n, 1, k, k) kernels -> mean and raw (pre-softplus) variance of z, each
+    (n, z_dim); ``decoder(z_dim)`` builds p(w|z): (n, z_dim) -> mean and raw variance of w, each (n, k, k).
+    """
 
     name: str
     kernel_size: int
     default_z_dim: int
-    encoder: Callable[[int], KernelEncoder | DenseEncoder]
-    decoder: Callable[[int], KernelDecoder | DenseDecoder]
+    encoder: Callable[[int], nn.Module]
+    decoder: Callable[[int], nn.Module]
     note: str
 
 
+# The registry: name -> Architecture. Read it through get_architecture, extend it through register_architecture.
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
@@ -203,23 +194,43 @@ ARCHITECTURES: dict[str, Architecture] = {
         ),
         # Dense VAEs (ours, not the paper's): two hidden layers of 64 on the flattened kernel, ELU. Encoder and
         # decoder forward cost 14k multiply-adds per 5x5 kernel against 3.4M in dwp-vae-5x5 (7x7: 18k / 1.0M;
-        # 3x3: 10k / 211k), and that pass is what the exact bound (eq. 7) spends its time on (issue #13). Not
-        # the default of any kernel size; a recipe or caller chooses them by name.
+        # 3x3: 10k / 211k), and that pass is what the exact bound (eq. 7) spends its time on. Not the default
+        # of any kernel size; a recipe or caller chooses them by name.
         *(Architecture(f"dwp-dense-{k}x{k}", k, z, *_dense(k, 64),
                        f"Ours, {k}x{k}: fully connected, two hidden ELU layers of 64, both directions.")
           for k, z in ((7, 2), (5, 4), (3, 2))),
-        *(Architecture(f"dwp-shell-{k}x{k}", k, z, lambda z_dim, k=k: DenseEncoder(k, 64, z_dim),
-                       lambda z_dim, k=k: ShellDecoder(k, 64, z_dim),
-                       f"Ours, {k}x{k}: dwp-dense-{k}x{k} with every decoder mean at one fixed norm (ShellDecoder).")
-          for k, z in ((7, 2), (5, 4), (3, 2))),
-        # Half as wide: the exact bound costs 1.31x an N(0,1) step on the paper's MNIST net against 1.44x, and the
-        # held-out fit to the bundled kernel sets is 0.5 (5x5) and 1.5 (7x7) nats a kernel below the 64-wide one
-        # (training/results/runs/dense32-vae, issue #13).
-        *(Architecture(f"dwp-dense32-{k}x{k}", k, z, *_dense(k, 32),
-                       f"Ours, {k}x{k}: fully connected, two hidden ELU layers of 32, both directions.")
-          for k, z in ((7, 2), (5, 4), (3, 2))),
     )
 }
+
+
+def register_architecture(arch: Architecture) -> Architecture:
+    """Add `arch` to the registry under ``arch.name``, so that priors of that architecture can be built and loaded.
+
+    For research architectures that the runtime does not ship (the training tree registers its own when
+    imported). Registering the same object again is a no-op; another architecture under a taken name is
+    refused, since folders already written with that name would then load into different networks.
+    """
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"register_architecture takes an Architecture, got {type(arch).__name__}")
+    known = ARCHITECTURES.get(arch.name)
+    if known is not None and known is not arch:
+        raise ValueError(f"architecture {arch.name!r} is already registered ({known.note}); choose another name")
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def unknown_architecture_message(name: object) -> str:
+    """The one-line refusal for an architecture name nobody registered: what is known and what to do."""
+    return (f"unknown architecture {name!r}; registered: {', '.join(sorted(ARCHITECTURES))}. A research "
+            "architecture must be registered before its priors are built or loaded: "
+            "dwp_hub.architectures.register_architecture (the training tree's: import training.research_architectures)")
+
+
+def get_architecture(name: str) -> Architecture:
+    """The registered architecture called `name`; ValueError naming the registered ones if there is none."""
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise ValueError(unknown_architecture_message(name))
+    return ARCHITECTURES[name]
 
 
 def architecture_for(kernel_size: int) -> Architecture:
@@ -227,5 +238,5 @@ def architecture_for(kernel_size: int) -> Architecture:
     for arch in ARCHITECTURES.values():
         if arch.kernel_size == kernel_size and arch.name.startswith("dwp-vae-"):
             return arch
-    sizes = sorted(a.kernel_size for a in ARCHITECTURES.values())
+    sizes = sorted({a.kernel_size for a in ARCHITECTURES.values()})
     raise ValueError(f"no DWP architecture for {kernel_size}x{kernel_size} kernels; known sizes: {sizes}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -37,6 +38,37 @@ class FriendlyGroup(click.Group):
             _quiet_exit_on_closed_pipe()
         except (DWPError, ValueError, OSError) as e:
             raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def _output_folder(out: str) -> None:
+    """Make sure the folder `out` goes into exists: created (and said so on stderr) if missing.
+
+    The README's commands write into folders a fresh checkout does not have, so missing folders are
+    created; an existing file in the way is refused with its name.
+    """
+    parent = Path(out).parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise click.ClickException(f"cannot write {out}: {existing} is not a folder")
+    if existing != parent:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise click.ClickException(f"cannot create folder {parent} for {out}: {e.strerror or e}") from None
+        click.echo(f"created folder {parent}", err=True)
+
+
+def _write_png(image, out: str) -> Path:
+    """`image` saved atomically as `out` (folders created as `_output_folder` says); errors name `out`."""
+    from .images import save_png
+
+    _output_folder(out)
+    try:
+        return save_png(image, out)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {out}: {e.strerror or e}") from None
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +107,8 @@ def list_cmd(cache_dir: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--revision", default=None, help="Hub branch, tag or commit (loads from the Hub).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full config, source and card metadata as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the config, where the prior came from (source) and the card metadata as JSON.")
 @click.option("--provenance", is_flag=True, help="Print the full provenance record (provenance.json) as JSON.")
 def info(name: str, revision: str | None, as_json: bool, provenance: bool) -> None:
     """Show a short summary of a prior: where it came from, its config, card metadata and scores."""
@@ -107,7 +140,8 @@ def info(name: str, revision: str | None, as_json: bool, provenance: bool) -> No
     for key in shown:
         click.echo(f"  {key + ':':36} {prior.provenance[key]}")
     if prior.provenance:
-        click.echo(f"({len(prior.provenance)} provenance fields; --provenance prints them all, --json the config)")
+        click.echo(f"({len(prior.provenance)} provenance fields; --provenance prints them all, --json the config, "
+                   "source and card metadata)")
 
 
 @main.command()
@@ -120,14 +154,14 @@ def sample(name: str, n: int, seed: int, noise: bool, out: str) -> None:
     """Sample kernels from a prior and save them as a PNG grid (paper Fig. 1c)."""
     import torch
 
-    from .images import kernel_grid, save_png
+    from .images import kernel_grid
     from .prior import DWPrior
 
     if not out.lower().endswith(".png"):
         raise click.BadParameter("output must be a .png file", param_hint="--out")
     prior = DWPrior.from_pretrained(name)
     kernels = prior.sample(n, generator=torch.Generator().manual_seed(seed), noise=noise)
-    path = save_png(kernel_grid(kernels), out)
+    path = _write_png(kernel_grid(kernels), out)
     click.echo(f"wrote {n} {prior.kernel_size}x{prior.kernel_size} kernels from {name} to {path}")
 
 
@@ -224,7 +258,6 @@ def init_cmd(model_name: str, priors: tuple[str, ...], domain: str | None, out: 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample when there are more kernels.")
 def latent(name: str, out: str, kernels_file: str | None, grid: int, max_points: int, seed: int) -> None:
     """Plot a prior's latent space (paper Figure 6): held-out kernels' latent means, decoded grid kernels."""
-    from .images import save_png
     from .latent import heldout_kernels, latent_figure
     from .prior import DWPrior
 
@@ -235,5 +268,5 @@ def latent(name: str, out: str, kernels_file: str | None, grid: int, max_points:
     k = prior.kernel_size
     image = latent_figure(prior, kernels, f"{name}: latent space of its {k}x{k} kernel VAE (paper Fig. 6)",
                           grid=grid, max_points=max_points, seed=seed)
-    path = save_png(image, out)
+    path = _write_png(image, out)
     click.echo(f"wrote {path}: {min(len(kernels), max_points):,} held-out kernels, {grid}x{grid} decoded grid")

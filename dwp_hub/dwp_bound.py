@@ -13,27 +13,21 @@ by every layer that uses the prior; ψ_l starts as a copy of the prior's encoder
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 
+from .gaussian import gaussian_entropy
 from .prior import DWPrior
 from .stored_gradients import StoredGradientSum
 from .subsample import posterior_sample
 from .weight_priors import WeightPrior
 
-LOG_2PI_E = 1.0 + math.log(2 * math.pi)
 # Floats in the widest activation of one VAE pass of the bound (4 MiB). On CPU every fresh tensor above glibc's mmap
 # threshold (at most 32 MB) is page-faulted in on its first write: a clamp into a new (262,144 × 32)-float tensor
 # took 21 ms, into reused memory 2 ms. Passing a layer's kernels through the VAE in parts whose activations stay
 # below this made the exact bound (1 thread) 1.8× faster over resnet18's 262,144-kernel 3x3 layers with a dense32
 # prior, 1.4× over 65,536 kernels with the bundled 3x3 VAE and 1.2× over the paper net's 4,096 5x5 kernels.
 PASS_FLOATS = 2**20
-
-
-def gaussian_entropy(log_sigma2: torch.Tensor) -> torch.Tensor:
-    """H(N(μ, diag σ²)) summed over all elements: ½ Σ (1 + log 2π + log σ²)."""
-    return 0.5 * (LOG_2PI_E * log_sigma2.numel() + log_sigma2.sum())
 
 
 class DWPBound(WeightPrior):

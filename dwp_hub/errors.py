@@ -10,7 +10,13 @@ class PriorFormatError(DWPError):
 
 
 class PriorNotFoundError(DWPError, FileNotFoundError):
-    """No bundled prior, local folder or Hub repository answers to a name (a FileNotFoundError, as on the Hub)."""
+    """No bundled prior, local folder or Hub repository answers to a prior or source-checkpoint name, or (as
+    the subclass `NotCachedError`) it could only come from the Hub cache and is not there.
+    A FileNotFoundError, as on the Hub."""
+
+
+class NotCachedError(PriorNotFoundError):
+    """A repository that could only come from the local Hub cache (offline) is not there."""
 
 
 class PublishError(DWPError):

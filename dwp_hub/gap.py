@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .bayes_conv import bayes_layers
-from .dwp_bound import DWPBound, gaussian_entropy
+from .dwp_bound import DWPBound
+from .gaussian import gaussian_entropy
 from .subsample import posterior_sample
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
+LOG_2PI_E = 1.0 + LOG_2PI
 
 
 class _Softplus(torch.autograd.Function):
@@ -61,3 +62,8 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, var: torch.Tensor, dims: int) 
 def kl_to_standard_normal(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag var) || N(0, I)) over the last dimension (the latent KL of eq. 4 and eq. 7)."""
     return 0.5 * (mu**2 + var - 1.0 - var.log()).sum(-1)
+
+
+def gaussian_entropy(log_sigma2: torch.Tensor) -> torch.Tensor:
+    """H(N(μ, diag σ²)) summed over all elements: ½ Σ (1 + log 2π + log σ²)."""
+    return 0.5 * (LOG_2PI_E * log_sigma2.numel() + log_sigma2.sum())

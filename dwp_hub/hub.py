@@ -1,8 +1,10 @@
 """Where a prior name leads: a bundled copy, a local folder, or a Hub repository fetched at one commit.
 
-The grammar of one name (``locate``), in the order it is read:
+A name is parsed by ``dwp_hub.names.PriorName``; ``locate`` then reads it as follows:
 
-- ``hf-hub:ORG/NAME[@REV]``: the Hub, always (the prefix timm uses for the same purpose).
+- ``hf-hub:ORG/NAME[@REV]``: the Hub, always (the prefix timm uses for the same purpose). Offline, a
+  name without a revision that is not in the Hub cache but is bundled loads the bundled copy (its
+  ``PriorSource.origin`` says "bundled").
 - an existing folder: that folder.
 - ``ORG/NAME`` or ``NAME`` of a prior bundled with dwp-hub (a bare name means ``dwp/NAME``): the bundled
   copy, checked against the SHA-256 of every file recorded in ``bundled/manifest.json``. No network access.
@@ -13,7 +15,8 @@ Hub repositories are fetched with ``snapshot_download`` (prior files only) into 
 so every file comes from the one commit the revision resolved to. Before that, one request with a timeout
 (``HF_HUB_ETAG_TIMEOUT``, 10 s by default) checks that the Hub answers; if it does not, the cache is used,
 and the process stops asking that endpoint. ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_HOME`` are
-honoured as by every Hugging Face library.
+honoured as by every Hugging Face library. ``fetch_snapshot`` is the one way the package and its training
+code fetch a repository, so every fetch gets the same timeout and the same one-line errors.
 """
 
 from __future__ import annotations
@@ -23,13 +26,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PriorFormatError, PriorNotFoundError
+from .errors import NotCachedError, PriorFormatError, PriorNotFoundError
+from .names import DEFAULT_ORG, HUB_PREFIX, PriorName, split_revision  # noqa: F401 - DEFAULT_ORG, HUB_PREFIX, split_revision re-exported
 from .prior_folder import CONFIG_NAME, PRIOR_FILES, REQUIRED_FILES, WEIGHTS_NAME, read_config, sha256_file
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 MANIFEST_NAME = "manifest.json"
-DEFAULT_ORG = "dwp"
-HUB_PREFIX = "hf-hub:"
 _unreachable_endpoints: set[str] = set()
 
 
@@ -52,6 +54,7 @@ class PriorSource:
         return f"{self.repo_id or self.name} (sha256:{self.sha256[:16]})"
 
     def to_dict(self) -> dict[str, str | None]:
+        """JSON-ready record of where a prior came from (name, origin, repository, revision, SHA-256)."""
         return {"name": self.name, "origin": self.origin, "repo_id": self.repo_id, "revision": self.revision,
                 "sha256": self.sha256}
 
@@ -68,18 +71,6 @@ class PriorInfo:
     path: Path
 
 
-def split_revision(name: str, revision: str | None) -> tuple[str, str | None]:
-    """'org/name@rev' → ('org/name', 'rev'); a revision given both ways must agree."""
-    if "@" in name:
-        name, _, rev = name.rpartition("@")
-        if not name or not rev:
-            raise ValueError(f"malformed prior name {name!r}: expected ORG/NAME@REVISION")
-        if revision is not None and revision != rev:
-            raise ValueError(f"two revisions given for {name!r}: {rev!r} in the name and {revision!r} as argument")
-        return name, rev
-    return name, revision
-
-
 def _manifest() -> dict[str, dict[str, str]]:
     path = BUNDLED_DIR / MANIFEST_NAME
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -87,7 +78,7 @@ def _manifest() -> dict[str, dict[str, str]]:
 
 def bundled_repo_id(name: str) -> str | None:
     """The repo id of the bundled prior answering to `name` (``ORG/NAME``, or a bare ``NAME`` of ``dwp/``)."""
-    repo_id = name if "/" in name else f"{DEFAULT_ORG}/{name}"
+    repo_id = PriorName(name, repo=name).repo_id
     return repo_id if repo_id in _manifest() else None
 
 
@@ -124,27 +115,28 @@ def locate(name: str | os.PathLike, revision: str | None = None, *, cache_dir: s
            force_download: bool = False, local_files_only: bool = False,
            token: str | bool | None = None) -> PriorSource:
     """The folder a prior name stands for (see the module docstring); PriorNotFoundError says where it looked."""
-    text = os.fspath(name)
-    hub_asked = text.startswith(HUB_PREFIX)
-    if hub_asked:
-        text = text[len(HUB_PREFIX):]
-    elif Path(text).expanduser().is_dir():
-        if revision is not None:
-            raise ValueError(f"{text!r} is a local folder; a revision applies to Hub names only")
-        folder = Path(text).expanduser()
-        weights = folder / WEIGHTS_NAME
-        return PriorSource(text, folder, "local", sha256_file(weights) if weights.is_file() else "")
-    repo_id, rev = split_revision(text, revision)
-    bundled = bundled_repo_id(repo_id)
-    if bundled is not None and not (hub_asked or rev is not None or force_download):
+    parsed = PriorName.parse(name, revision)
+    text = parsed.text
+    if parsed.path is not None:
+        if not parsed.path.is_dir():
+            raise PriorNotFoundError(f"{text!r} is a file, not a prior folder (a folder holding "
+                                     f"{', '.join(REQUIRED_FILES)})")
+        weights = parsed.path / WEIGHTS_NAME
+        return PriorSource(text, parsed.path, "local", sha256_file(weights) if weights.is_file() else "")
+    bundled = bundled_repo_id(parsed.repo)
+    if bundled is not None and not (parsed.hub_asked or parsed.revision is not None or force_download):
         return bundled_source(bundled, text)
-    if "/" not in repo_id and bundled is not None:
-        repo_id = bundled
+    repo_id = bundled or parsed.repo
     if not _is_repo_id(repo_id):
         raise PriorNotFoundError(f"no prior named {text!r}: not a folder, not bundled, and not a Hub repo id "
                                  f"(ORG/NAME). Known priors: {_known()}")
-    return download(repo_id, rev, name=text, cache_dir=cache_dir, force_download=force_download,
-                    local_files_only=local_files_only, token=token)
+    try:
+        return download(repo_id, parsed.revision, name=text, cache_dir=cache_dir, force_download=force_download,
+                        local_files_only=local_files_only, token=token)
+    except NotCachedError:
+        if bundled is None or parsed.revision is not None or force_download:
+            raise
+        return bundled_source(bundled, text)
 
 
 def _known() -> str:
@@ -171,10 +163,27 @@ def _hub_answers(repo_id: str, revision: str | None, token: str | bool | None) -
         _unreachable_endpoints.add(constants.ENDPOINT)
 
 
-def download(repo_id: str, revision: str | None = None, *, name: str | None = None,
-             cache_dir: str | os.PathLike | None = None, force_download: bool = False,
-             local_files_only: bool = False, token: str | bool | None = None) -> PriorSource:
-    """Fetch a prior repository's files at one commit into the Hugging Face cache (or find them there)."""
+def _offline_reason(local_files_only: bool, endpoint: str) -> str:
+    """Why only the cache was used, and how to go online."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return f"offline mode: HF_HUB_OFFLINE is set; unset it to download from {endpoint}"
+    if local_files_only:
+        return f"local_files_only=True; drop it to download from {endpoint}"
+    return f"the Hub at {endpoint} did not answer; check the network connection or HF_ENDPOINT"
+
+
+def fetch_snapshot(repo_id: str, revision: str | None = None, *, allow_patterns: list[str],
+                   name: str | None = None, what: str = "prior", cache_dir: str | os.PathLike | None = None,
+                   force_download: bool = False, local_files_only: bool = False,
+                   token: str | bool | None = None) -> Path:
+    """The files of `repo_id` matching `allow_patterns`, all from one commit, in the Hugging Face cache.
+
+    Fetched if needed (after the timed probe described in the module docstring), else found in the cache.
+    Every failure is one PriorNotFoundError line naming `name` (default `repo_id`) as a `what` ("prior",
+    "checkpoint"); a cache miss while offline is a NotCachedError that says how to go online.
+    """
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -193,28 +202,37 @@ def download(repo_id: str, revision: str | None = None, *, name: str | None = No
         if not offline:
             _hub_answers(repo_id, revision, token)
             offline = endpoint in _unreachable_endpoints
-        folder = Path(snapshot_download(
+        return Path(snapshot_download(
             repo_id, revision=revision, cache_dir=cache_dir, force_download=force_download and not offline,
-            local_files_only=offline, token=token, allow_patterns=list(PRIOR_FILES),
+            local_files_only=offline, token=token, allow_patterns=allow_patterns,
             library_name="dwp-hub", library_version=__version__, etag_timeout=constants.HF_HUB_ETAG_TIMEOUT))
     except (RepositoryNotFoundError, GatedRepoError) as e:
-        raise PriorNotFoundError(f"no prior named {name!r}: {type(e).__name__} for {repo_id} at {endpoint} "
+        raise PriorNotFoundError(f"no {what} named {name!r}: {type(e).__name__} for {repo_id} at {endpoint} "
                                  "(or it is not visible with this token)") from None
     except RevisionNotFoundError:
-        raise PriorNotFoundError(f"no prior named {name!r}: {repo_id} has no revision {revision!r} at {endpoint}") from None
+        raise PriorNotFoundError(f"no {what} named {name!r}: {repo_id} has no revision {revision!r} "
+                                 f"at {endpoint}") from None
     except LocalEntryNotFoundError:
-        why = ("offline mode" if local_files_only or constants.HF_HUB_OFFLINE
-               else f"the Hub at {endpoint} is unreachable")
-        raise PriorNotFoundError(f"no prior named {name!r}: {repo_id}{'@' + revision if revision else ''} is not in "
-                                 f"the local Hub cache ({why}). Known priors: {_known()}") from None
+        known = f". Known priors: {_known()}" if what == "prior" else ""
+        raise NotCachedError(f"cannot load {what} {name!r}: {repo_id}{'@' + revision if revision else ''} is not "
+                             f"in the local Hub cache ({_offline_reason(local_files_only, endpoint)}){known}") from None
     except HfHubHTTPError as e:
-        raise PriorNotFoundError(f"no prior named {name!r}: the Hub at {endpoint} answered HTTP "
+        raise PriorNotFoundError(f"no {what} named {name!r}: the Hub at {endpoint} answered HTTP "
                                  f"{getattr(e.response, 'status_code', '?')} for {repo_id}") from None
+
+
+def download(repo_id: str, revision: str | None = None, *, name: str | None = None,
+             cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+             local_files_only: bool = False, token: str | bool | None = None) -> PriorSource:
+    """Fetch a prior repository's files at one commit into the Hugging Face cache (or find them there)."""
+    folder = fetch_snapshot(repo_id, revision, allow_patterns=list(PRIOR_FILES), name=name, cache_dir=cache_dir,
+                            force_download=force_download, local_files_only=local_files_only, token=token)
     missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
     if missing:
         raise PriorFormatError(f"Hub repo {repo_id!r} at {folder.name[:12]} has no {', '.join(missing)}: "
                                "it is not a dwp-hub prior")
-    return PriorSource(name, folder, "hub", sha256_file(folder / WEIGHTS_NAME), repo_id=repo_id, revision=folder.name)
+    return PriorSource(name or repo_id, folder, "hub", sha256_file(folder / WEIGHTS_NAME), repo_id=repo_id,
+                       revision=folder.name)
 
 
 def list_priors(cache_dir: str | os.PathLike | None = None) -> list[PriorInfo]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from .atomic import ordinary_mode
+from .atomic import staged_file
 
 
 def kernel_grid(kernels: torch.Tensor, nrow: int | None = None, scale: int = 8, padding: int = 1) -> Image.Image:
@@ -28,16 +27,8 @@ def kernel_grid(kernels: torch.Tensor, nrow: int | None = None, scale: int = 8, 
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Write a PNG atomically: to a temporary file beside `path`, then rename."""
+    """Write a PNG atomically (see `staged_file`); the folder holding `path` must exist."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with staged_file(path, suffix=".png") as tmp:
         image.save(tmp, format="PNG")
-        ordinary_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return path

@@ -90,6 +90,7 @@ class InitReport:
         return sum(r.kernels for r in self.layers)
 
     def table(self) -> str:
+        """One row per conv layer: its prior and scale, or why it kept its own init."""
         lines = [f"{'layer':40} {'conv':10} {'kernel':>6} {'kernels':>9}  {'prior':20} {'rms init':>8} "
                  f"{'rms new':>8} {'scale':>7}  note"]
         for r in self.rows:
@@ -103,6 +104,7 @@ class InitReport:
         return "\n".join(lines)
 
     def summary(self) -> str:
+        """One line: layers and kernels initialised, from which priors, with which rescale."""
         by_prior: dict[str, int] = {}
         for r in self.layers:
             by_prior[r.prior] = by_prior.get(r.prior, 0) + r.kernels
@@ -112,6 +114,7 @@ class InitReport:
                 f"rescale={self.rescale}; {len(self.skipped)} kept their own init")
 
     def to_dict(self) -> dict:
+        """JSON-ready record of the init (what `dwp-hub init` stores under ``dwp_init`` in config.json)."""
         return {"rescale": self.rescale, "priors": self.priors, "layers": [asdict(r) for r in self.layers],
                 "skipped": [asdict(r) for r in self.skipped]}
 

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import ModelCard, ModelHubMixin
+from huggingface_hub import ModelCard
 from torch import nn
 
-from .architectures import ARCHITECTURES, architecture_for
+from .architectures import ARCHITECTURES, architecture_for, get_architecture
 from .decoder_mean import DecoderMean
 from .errors import PriorFormatError
 from .gaussian import bounded_variance, kl_to_standard_normal, log_normal
 from .hub import PriorSource, locate
 from .prior_folder import (
-    LIBRARY_NAME,
-    LICENSE,
-    PAPER_ARXIV,
     PriorConfig,
     PriorFiles,
     default_card,
@@ -31,8 +29,7 @@ from .progress import progress_bar
 from .publish import PushResult, push_folder
 
 
-class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE, tags=["deep-weight-prior"],
-              paper_url=f"https://arxiv.org/abs/{PAPER_ARXIV}"):
+class DWPrior(nn.Module):
     """A deep weight prior p̂(w) = ∫ p(w|z; φ) N(z|0, I) dz over k×k kernels.
 
     `encoder` is r(z|w) and `decoder` is p(w|z); both output diagonal Gaussians whose variances are
@@ -43,6 +40,10 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
     writes everything it was loaded with: ``provenance`` (how it was built), ``card`` (README.md text,
     None until it has one) and the source-kernel samples (``source_kernels()``). ``source`` says where
     ``from_pretrained`` found it (None for a prior built in memory).
+
+    ``from_pretrained``, ``save_pretrained`` and ``push_to_hub`` take huggingface_hub's usual arguments
+    but are dwp-hub's own, not ``ModelHubMixin``'s: the folder is written atomically and whole, a push is
+    validated and made in one commit, and bundled priors load without network access.
     """
 
     def __init__(self, config: PriorConfig) -> None:
@@ -64,9 +65,7 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
                         provenance: dict[str, Any] | None = None, architecture: str | None = None,
                         **config_fields) -> "DWPrior":
         """A freshly initialised prior for `kernel_size`: the named `architecture` or the size's default."""
-        if architecture is not None and architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
-        arch = architecture_for(kernel_size) if architecture is None else ARCHITECTURES[architecture]
+        arch = architecture_for(kernel_size) if architecture is None else get_architecture(architecture)
         cfg = PriorConfig(kernel_size=kernel_size, z_dim=z_dim or arch.default_z_dim,
                           architecture=arch.name, domain=domain, **config_fields)
         prior = cls(cfg)
@@ -85,12 +84,17 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
         return next(self.parameters())
 
     def _check_kernels(self, w: torch.Tensor) -> torch.Tensor:
+        """`w` as (n, k, k) in the prior's dtype: any floating dtype is cast, other dtypes are refused."""
         k = self.kernel_size
+        if not isinstance(w, torch.Tensor):
+            raise TypeError(f"expected kernels as a torch.Tensor of shape (n, {k}, {k}), got {type(w).__name__}")
         if w.dim() == 4 and w.shape[1] == 1:
             w = w[:, 0]
         if w.dim() != 3 or w.shape[1:] != (k, k):
             raise ValueError(f"expected kernels of shape (n, {k}, {k}), got {tuple(w.shape)}")
-        return w
+        if not w.is_floating_point():
+            raise TypeError(f"expected floating-point kernels, got dtype {w.dtype}")
+        return w.to(self._param().dtype)
 
     # --- the two Gaussians -------------------------------------------------------------------------
     def encode(self, w: torch.Tensor, encoder_params: dict[str, torch.Tensor] | None = None
@@ -123,6 +127,8 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
         measured 1.1-1.25x faster than 65536 on CPU). Without noise only the decoder mean is evaluated, through
         DecoderMean (same function, several times faster; see decoder_mean.py).
         """
+        n = _count("n", n, minimum=0)
+        chunk_size = _count("chunk_size", chunk_size, minimum=1)
         ref = self._param()
         opts = dict(dtype=ref.dtype, device=ref.device)
         z = torch.randn(n, self.z_dim, generator=generator, **opts)
@@ -159,8 +165,13 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
         passes (None: on a terminal only).
         """
         w = self._check_kernels(w)
-        if num_samples < 1:
-            raise ValueError("num_samples must be >= 1")
+        num_samples = _count("num_samples", num_samples, minimum=1)
+        max_batch = _count("max_batch", max_batch, minimum=1)
+        finite = torch.isfinite(w).flatten(1).all(1)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ValueError(f"log_prob: {bad} of {len(w)} kernels hold NaN or infinite values (first at index "
+                             f"{int((~finite).nonzero()[0])}); a density is defined for finite kernels only")
         z_mu, z_var = self.encode(w)
         n, k = w.shape[0], num_samples
         rows = max(1, min(n, max_batch // k))  # kernels per chunk
@@ -192,12 +203,12 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
             raise PriorFormatError(f"kernels.safetensors of this prior has no tensor {split!r} (has {sorted(sets)})")
         return sets[split]
 
-    # --- the folder and the Hub (huggingface_hub.ModelHubMixin) -------------------------------------
+    # --- the folder and the Hub -----------------------------------------------------------------------
     def folder_files(self) -> PriorFiles:
         """Everything besides the weights that save_pretrained writes: config, provenance, card, kernels."""
         return PriorFiles(self.config, self.provenance, self.card, self.kernels_file)
 
-    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+    def generate_model_card(self) -> ModelCard:
         """This prior's card: the one it was loaded or given, else the minimal card its config implies."""
         return ModelCard(self.card if self.card is not None else default_card(self.config))
 
@@ -229,26 +240,17 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, force_download: bool = False,
                         token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
-                        local_files_only: bool = False, revision: str | None = None, **model_kwargs) -> "DWPrior":
+                        local_files_only: bool = False, revision: str | None = None) -> "DWPrior":
         """Load a prior by bundled name, local folder or Hub repo id (grammar: ``dwp_hub.hub``).
 
         ``"dwp/notmnist-7x7"`` (or ``"notmnist-7x7"``) loads the copy bundled with dwp-hub, checked by
         SHA-256, without network access. The Hub is used for other ``ORG/NAME`` ids and whenever it is asked
         for: ``ORG/NAME@REV``, ``revision=``, ``force_download=True`` or the ``hf-hub:`` prefix; files come
         through the Hugging Face cache from one commit (``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, ``HF_HOME``
-        apply). ``prior.source`` records where it came from, with the commit or SHA-256 that pins it.
+        apply). ``prior.source`` records where it came from, with the commit or SHA-256 that pins it. An
+        empty name is refused (ValueError); the current folder is ``"."``.
         """
-        return cls._from_pretrained(model_id=os.fspath(pretrained_model_name_or_path), revision=revision,
-                                    cache_dir=cache_dir, force_download=force_download,
-                                    local_files_only=local_files_only, token=token, **model_kwargs)
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | os.PathLike | None,
-                         force_download: bool, local_files_only: bool, token: str | bool | None,
-                         **model_kwargs) -> "DWPrior":
-        if model_kwargs:
-            raise TypeError(f"unexpected argument(s) {sorted(model_kwargs)}")
-        source = locate(model_id, revision, cache_dir=cache_dir, force_download=force_download,
+        source = locate(pretrained_model_name_or_path, revision, cache_dir=cache_dir, force_download=force_download,
                         local_files_only=local_files_only, token=token)
         model = cls.from_folder(source.path)
         model.source = source
@@ -258,7 +260,7 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
                     token: str | bool | None = None, branch: str | None = None, create_pr: bool = False) -> PushResult:
         """Publish this prior's whole folder to the Hub repo `repo_id` in one commit; returns a PushResult.
 
-        Arguments as huggingface_hub's ``ModelHubMixin.push_to_hub``: `branch` is created from the default
+        Arguments as huggingface_hub's ``ModelHubMixin.push_to_hub`` (those it has): `branch` is created from the default
         branch when missing, `create_pr` opens a pull request against it instead. The folder is the one
         save_pretrained writes (card, provenance and source kernels included), validated before any network
         access; prior files the repo holds and this prior has not are deleted in the same commit.
@@ -271,3 +273,16 @@ class DWPrior(nn.Module, ModelHubMixin, library_name=LIBRARY_NAME, license=LICEN
     def extra_repr(self) -> str:
         c = self.config
         return f"kernel_size={c.kernel_size}, z_dim={c.z_dim}, architecture={c.architecture}, domain={c.domain}"
+
+
+def _count(what: str, value: Any, *, minimum: int) -> int:
+    """`value` as an int >= `minimum` (Python, numpy or 0-d torch integers); TypeError/ValueError naming `what`."""
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {value!r} ({type(value).__name__})") from None
+    if number < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {number}")
+    return number

@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,8 +41,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, load_file, save
 
-from .architectures import ARCHITECTURES
-from .atomic import ordinary_mode, staged_folder
+from .architectures import ARCHITECTURES, unknown_architecture_message
+from .atomic import staged_folder, write_bytes_atomic
 from .errors import PriorFormatError
 
 FORMAT_VERSION = 2
@@ -55,6 +54,9 @@ PROVENANCE_NAME = "provenance.json"
 KERNELS_NAME = "kernels.safetensors"
 REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 PRIOR_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, PROVENANCE_NAME, KERNELS_NAME)
+
+# Weight files that could only be read by unpickling (which can run code): never read, never published.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 KERNEL_SETS = ("train", "heldout")
 MAX_KERNEL_SAMPLES = 4096
@@ -95,7 +97,7 @@ class PriorConfig:
             raise bad(f"format_version {self.format_version!r} is not supported (this dwp-hub reads "
                       f"{', '.join(map(str, READABLE_VERSIONS))}; a newer version needs a newer dwp-hub)")
         if self.architecture not in ARCHITECTURES:
-            raise bad(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
+            raise bad(unknown_architecture_message(self.architecture))
         arch = ARCHITECTURES[self.architecture]
         if not isinstance(self.kernel_size, int) or self.kernel_size != arch.kernel_size:
             raise bad(f"kernel_size {self.kernel_size!r} does not match architecture {arch.name} ({arch.kernel_size})")
@@ -107,9 +109,11 @@ class PriorConfig:
             raise bad(f"var_floor must be a number in (0, 1), got {self.var_floor!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict, the fields of config.json."""
         return asdict(self)
 
     def to_json(self) -> str:
+        """The config as config.json's text."""
         return _json(self.to_dict())
 
     @classmethod
@@ -377,21 +381,7 @@ def write_folder(target: str | os.PathLike, files: PriorFiles, tensors: Mapping[
         return target
     for name in PRIOR_FILES:
         if name in contents:
-            _replace_file(target / name, contents[name])
+            write_bytes_atomic(target / name, contents[name])
         else:
             (target / name).unlink(missing_ok=True)
     return target
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    """Write `path` through a temporary sibling and rename it into place: old or new, never a mix."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        ordinary_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-

@@ -3,7 +3,8 @@
 A prior spec is one of:
 
 - a deep weight prior by name (``"dwp/notmnist-7x7"``, ``"notmnist-7x7"``), ``"ORG/NAME@REV"``,
-  ``"hf-hub:ORG/NAME"`` or a folder (see ``dwp_hub.hub`` for how each is found), or a ``DWPrior``;
+  ``"hf-hub:ORG/NAME"`` or a folder (parsed by ``dwp_hub.names.PriorName``; ``dwp_hub.hub`` says how each
+  is found), or a ``DWPrior``;
 - a domain shorthand: ``"notmnist"`` stands for every bundled or cached ``dwp/notmnist-KxK``, and
   ``"ORG/DOMAIN"`` for every cached ``ORG/DOMAIN-KxK``, one prior per kernel size;
 - a baseline: ``"normal"`` (N(0, 1) per weight), ``"log-uniform"`` (Molchanov et al. 2017) — both for any
@@ -22,7 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 
-from .hub import DEFAULT_ORG, HUB_PREFIX, PriorSource, bundled_repo_id, list_priors
+from .hub import PriorSource, bundled_repo_id, list_priors
+from .names import DEFAULT_ORG, PriorName
 from .prior import DWPrior
 from .weight_priors import LogUniformPrior, MultivariateGaussianPrior, NormalPrior, WeightPrior
 
@@ -107,9 +109,9 @@ class PriorResolver:
                 fitted = MultivariateGaussianPrior.fit(base.prior.source_kernels("train"))
                 self._loaded[name] = ResolvedPrior(fitted, name, base.source)
             return [self._loaded[name]]
-        if (not name.startswith(HUB_PREFIX) and "@" not in name and not os.path.isdir(name)
-                and bundled_repo_id(name) is None):
-            names = domain_priors(name)
+        parsed = PriorName.parse(name)
+        if parsed.is_plain and bundled_repo_id(parsed.repo) is None:
+            names = domain_priors(parsed.repo)
             if names:
                 return [self._dwp(n) for n in names]
         return [self._dwp(name)]

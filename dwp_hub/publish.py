@@ -11,9 +11,12 @@ a commit is complete. The endpoint, token and cache come from huggingface_hub's 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 from huggingface_hub.errors import (
@@ -25,10 +28,16 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import PriorFormatError, PublishError
-from .prior_folder import CARD_NAME, LIBRARY_NAME, PRIOR_FILES, REQUIRED_FILES, PriorFiles, card_problem, read_folder
-
-# Files that could only be read by unpickling: a prior folder never publishes them.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+from .prior_folder import (
+    CARD_NAME,
+    LIBRARY_NAME,
+    PICKLE_SUFFIXES,
+    PRIOR_FILES,
+    REQUIRED_FILES,
+    PriorFiles,
+    card_problem,
+    read_folder,
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,27 @@ def _http_message(e: HfHubHTTPError, repo_id: str, revision: str, endpoint: str,
     return f"the Hub at {endpoint} answered HTTP {status}{detail} for {repo_id}"
 
 
+class _DropEmptyCommitNotice(logging.Filter):
+    """Drops huggingface_hub's warning that a commit changed nothing: PushResult.changed reports that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No files have been modified")
+
+
+@contextmanager
+def _no_empty_commit_notice() -> Iterator[None]:
+    """While open, the loggers of huggingface_hub's commit code do not print the empty-commit warning."""
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub.hf_api", "huggingface_hub._upload_pipeline")]
+    notice = _DropEmptyCommitNotice()
+    for logger in loggers:
+        logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(notice)
+
+
 def _in_chain(e: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
     """The first exception of `types` among `e` and its causes (client errors wrap transport errors)."""
     seen: BaseException | None = e
@@ -169,8 +199,9 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None
                             for name, path in files.items()]
         operations += [CommitOperationDelete(path_in_repo=name) for name in PRIOR_FILES
                        if name in remote_files and name not in files]
-        info = api.create_commit(repo_id, operations, commit_message=message, revision=target,
-                                 create_pr=create_pr, token=token)
+        with _no_empty_commit_notice():
+            info = api.create_commit(repo_id, operations, commit_message=message, revision=target,
+                                     create_pr=create_pr, token=token)
     except (OSError, RuntimeError, ValueError, *_http_library_errors()[0]) as e:
         http = _in_chain(e, (HfHubHTTPError,))
         if http is not None:

@@ -22,7 +22,7 @@ from .init import init_from_prior
 from .prior import DWPrior
 from .prior_spec import PriorResolver, Priors, PriorSpec, ResolvedPrior
 from .timm_convs import SAME_PAD_CLASSES, WEIGHT_STANDARDISED_CLASSES
-from .weight_priors import WeightPrior
+from .weight_priors import SubsampledKL, WeightPrior
 
 
 @dataclass
@@ -105,8 +105,21 @@ def _walk(module: nn.Module, prefix: str = ""):
             yield from _walk(child, name)
 
 
+def _check_subsample(prior: WeightPrior | DWPrior, subsample: int | None) -> None:
+    """Refuse a prior that `subsample` cannot apply to, before bayesianize changes anything."""
+    if subsample is None or isinstance(prior, DWPrior):
+        return
+    if isinstance(prior, (DWPBound, SubsampledKL)):
+        if prior.subsample != subsample:
+            raise ValueError(f"{type(prior).__name__} brings its own subsample={prior.subsample}, and bayesianize "
+                             f"was given subsample={subsample}: pass the bare prior, or the same subsample")
+        return
+    SubsampledKL(prior, subsample)  # raises for a prior whose KL is not a sum over kernels
+
+
 class _LayerPriors:
-    """The prior module each layer gets: a shared closed-form prior, or a DWPBound with its own reverse model.
+    """The prior module each layer gets: a closed-form prior (shared; with `subsample`, wrapped per layer in a
+    SubsampledKL around the shared one), or a DWPBound with its own reverse model.
 
     Each deep weight prior is copied and frozen once per device and dtype; the copy (decoder φ) is shared.
     """
@@ -130,7 +143,9 @@ class _LayerPriors:
         placed = self._placed[key]
         if isinstance(placed, DWPrior):
             return DWPBound(placed, subsample=self.subsample, train_reverse=self.train_reverse, **self.stored)
-        return placed
+        if self.subsample is None or isinstance(placed, (DWPBound, SubsampledKL)):
+            return placed
+        return SubsampledKL(placed, self.subsample)
 
 
 def _lookup(table: dict, kh: int, kw: int) -> ResolvedPrior | None:
@@ -150,10 +165,14 @@ def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorS
     fallback: the prior of convs whose kernel size has no prior in `priors` (a shape-agnostic one such as
         "normal" or "log-uniform"); None leaves them deterministic.
     init_log_sigma2: initial log σ² of every converted weight (see BayesConv2d on why it matters).
-    subsample: kernels per layer on which the DWP bound is estimated each step (None: all); unbiased.
+    subsample: kernels per layer on which the KL is estimated each step (None: all, exact); unbiased. It applies
+        to every prior: the DWP bound (eq. 7) and the closed-form KLs alike keep the entropy of q exact and take
+        the rest on that many random kernels, scaled up (``SubsampledKL``). A ``WeightPrior`` whose KL is not a
+        sum over kernels (``per_kernel`` False) is refused with a subsample.
     train_reverse: train each DWP layer's reverse model r(z|w; ψ_l) (True, paper) or keep the prior's encoder.
     stored_gradients, refresh_prob, samples: the DWP bound's stored-gradient estimator ("saga" or "sag", see
-        ``DWPBound``); with it, `subsample` is the size of the refreshed subset (None: ⌈√kernels⌉ per layer).
+        ``DWPBound``); with it, `subsample` is the size of the DWP layers' refreshed subset (None: ⌈√kernels⌉
+        per layer); closed-form priors still use the plain subsampled estimate.
     init_from: deep weight priors to sample the means μ from first (``init_from_prior`` with ``rescale="none"``,
         drawn with `generator`): the paper's protocol, used for every prior in its Fig. 2, baselines included.
         None keeps the model's own weights as μ.
@@ -167,12 +186,17 @@ def bayesianize(model: nn.Module, priors: Priors | None = None, fallback: PriorS
     """
     if isinstance(model, nn.Conv2d):
         raise ValueError("bayesianize replaces convolutions inside a model; wrap a lone conv in nn.Sequential")
+    if subsample is not None and (not isinstance(subsample, int) or subsample < 1):
+        raise ValueError(f"subsample must be a positive integer or None, got {subsample!r}")
     resolver = PriorResolver()
     table = resolver.resolve(priors) if priors is not None else {}
     fallback_prior = resolver.resolve(fallback).get(None) if fallback is not None else None
     if fallback is not None and fallback_prior is None:
         raise ValueError(f"fallback {fallback!r} is a prior over one kernel size; the fallback must apply to any "
                          "kernel size (e.g. 'normal' or 'log-uniform')")
+    for entry in [*table.values(), fallback_prior]:
+        if entry is not None:
+            _check_subsample(entry.prior, subsample)
     layer_priors = _LayerPriors(subsample, train_reverse, stored_gradients, refresh_prob, samples)
     if init_from is not None:
         init_from_prior(model, init_from, rescale="none", generator=generator, progress=False)

@@ -8,6 +8,9 @@
 Every prior is an ``nn.Module`` with ``kl(mu, log_sigma2)`` taking the layer's (out, in/groups, kh, kw)
 posterior parameters and returning a scalar; the deep weight prior's bound has the same interface
 (``dwp_hub.dwp_bound``). ``kernel_size`` is None for priors that accept any kernel shape.
+
+``SubsampledKL`` estimates any of these KLs on a random subset of a layer's kernels per call, the way the DWP
+bound is estimated, so that ``bayesianize(subsample=m)`` gives every prior the same estimator.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import os
 import torch
 from torch import nn
 
-from .gaussian import kl_to_standard_normal
+from .gaussian import gaussian_entropy, kl_to_standard_normal
 from .prior import DWPrior
+from .subsample import kernel_subset
 
 # Molchanov et al. (2017), eq. 14: −KL(q ‖ log-uniform) ≈ k1·σ(k2 + k3·log α) − ½·log(1 + 1/α) − k1.
 LOG_UNIFORM_K1 = 0.63576
@@ -36,8 +40,12 @@ class WeightPrior(nn.Module):
 
     name = "prior"
     kernel_size: tuple[int, int] | None = None  # None: any kernel shape
+    # True when the prior factorises over kernels, so that kl() is a sum of one term per kernel and can be
+    # estimated on a subset of them (SubsampledKL). A subclass whose kernels are dependent leaves it False.
+    per_kernel: bool = False
 
     def kl(self, mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+        """KL(q ‖ p) for the posterior N(mu, diag exp(log_sigma2)) of one layer's (out, in/groups, kh, kw) weight."""
         raise NotImplementedError
 
 
@@ -45,6 +53,7 @@ class NormalPrior(WeightPrior):
     """N(0, std²) independently per weight; KL in closed form."""
 
     name = "normal"
+    per_kernel = True
 
     def __init__(self, std: float = 1.0) -> None:
         super().__init__()
@@ -76,6 +85,7 @@ class LogUniformPrior(WeightPrior):
     """The improper log-uniform prior p(|w|) ∝ 1/|w| per weight (Kingma et al. 2015; Molchanov et al. 2017)."""
 
     name = "log-uniform"
+    per_kernel = True
 
     def kl(self, mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
         return log_uniform_kl(mu, log_sigma2).sum()
@@ -89,6 +99,7 @@ class MultivariateGaussianPrior(WeightPrior):
     """
 
     name = "multivariate-gaussian"
+    per_kernel = True
 
     def __init__(self, mean: torch.Tensor, covariance: torch.Tensor) -> None:
         super().__init__()
@@ -156,3 +167,46 @@ class MultivariateGaussianPrior(WeightPrior):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"
+
+
+class SubsampledKL(WeightPrior):
+    """`prior`'s KL estimated on `subsample` random kernels of the layer per call, unbiased; None: exact.
+
+    A KL that factorises over kernels splits as KL(q ‖ p) = −H(q) + Σ_kernels (KL_i + H_i), the entropy of q
+    plus a cross term per kernel, the same split as the DWP bound (eq. 7, ``dwp_hub.dwp_bound``). Like the bound,
+    this estimate keeps the entropy exact and takes the cross term on m kernels drawn without replacement,
+    scaled by n/m (``dwp_hub.subsample``). Keeping one estimator for every prior matters when priors are
+    compared: a subsampled term reaches each kernel only on the steps it is drawn, scaled by n/m, which inflates
+    Adam's second-moment estimate and slows that layer's parameters (by up to √(n/m)).
+
+    ``bayesianize(subsample=m)`` wraps each closed-form prior in one of these per layer; ``prior`` stays the
+    exact one.
+    """
+
+    def __init__(self, prior: WeightPrior, subsample: int | None) -> None:
+        super().__init__()
+        if subsample is not None and (not isinstance(subsample, int) or subsample < 1):
+            raise ValueError(f"subsample must be a positive integer or None, got {subsample!r}")
+        if not prior.per_kernel:
+            raise ValueError(f"subsample={subsample} needs a KL that is a sum of one term per kernel, and "
+                             f"{type(prior).__name__} does not declare one (per_kernel is False): use subsample=None, "
+                             "or set per_kernel = True on a prior whose kernels are independent")
+        self.prior = prior
+        self.subsample = subsample
+        self.kernel_size = prior.kernel_size
+        self.name = prior.name
+        self.per_kernel = True
+
+    def kl(self, mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+        """One unbiased estimate of ``prior.kl(mu, log_sigma2)``: exact entropy, cross term on the subset."""
+        kh, kw = mu.shape[-2:]
+        mu, log_sigma2 = mu.reshape(-1, 1, kh, kw), log_sigma2.reshape(-1, 1, kh, kw)
+        idx, scale = kernel_subset(mu.shape[0], self.subsample, mu.device)
+        if idx is None:
+            return self.prior.kl(mu, log_sigma2)
+        part_mu, part_ls = mu[idx], log_sigma2[idx]
+        cross = self.prior.kl(part_mu, part_ls) + gaussian_entropy(part_ls)  # Σ_subset (KL_i + H_i)
+        return -gaussian_entropy(log_sigma2) + scale * cross
+
+    def extra_repr(self) -> str:
+        return f"subsample={self.subsample}"

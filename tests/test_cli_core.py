@@ -74,7 +74,8 @@ def test_help_does_not_import_torch():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["info", "nope/missing-prior"], "no prior named 'nope/missing-prior'"),
+        (["info", "nope/missing-prior"], "cannot load prior 'nope/missing-prior'"),
+        (["info", ""], "empty prior name"),
         (["sample", "PRIOR", "-o", "grid.jpg"], "output must be a .png"),
         (["sample", "PRIOR", "-n", "0", "-o", "g.png"], "Invalid value"),
     ],
@@ -106,3 +107,32 @@ def test_list_shows_priors_then_domains(prior_dir):
     lines = {line.split()[0]: line for line in domains.strip().splitlines()[1:]}
     assert "7x7, 5x5, 3x3" in lines["notmnist"] and "default for 1-channel inputs" in lines["notmnist"]
     assert "3x3" in lines["photo"] and "default for 3-channel inputs" in lines["photo"]
+
+
+def test_sample_creates_missing_folders_and_says_so(prior_dir, tmp_path):
+    proc = run("sample", str(prior_dir), "-n", "4", "-o", "demo/deeper/grid.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == f"created folder {Path('demo/deeper')}"
+    assert Image.open(tmp_path / "demo" / "deeper" / "grid.png").format == "PNG"
+    again = run("sample", str(prior_dir), "-n", "4", "-o", "demo/deeper/grid.png", cwd=tmp_path)
+    assert again.returncode == 0 and again.stderr == ""  # nothing created, nothing said
+
+
+@pytest.mark.parametrize("out, message", [
+    ("existing.png/x.png", "cannot write existing.png/x.png: existing.png is not a folder"),
+    ("existing.png/sub/x.png", "cannot write existing.png/sub/x.png: existing.png is not a folder"),
+    ("/proc/x.png", "cannot write /proc/x.png: "),
+])
+def test_sample_output_errors_name_the_path_given(prior_dir, tmp_path, out, message):
+    (tmp_path / "existing.png").write_bytes(b"not a folder")
+    proc = run("sample", str(prior_dir), "-n", "4", "-o", out, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"Error: {message}"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and ".x.png." not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.png"]
+
+
+def test_info_footer_describes_what_json_gives():
+    footer = run("info", "dwp/notmnist-7x7").stdout.strip().splitlines()[-1]
+    full = json.loads(run("info", "dwp/notmnist-7x7", "--json").stdout)
+    assert sorted(full) == ["card_metadata", "config", "source"]
+    assert "--json the config, source and card metadata" in footer

@@ -37,7 +37,7 @@ def mean_elbo(prior: DWPrior, kernels: torch.Tensor, n: int = 128) -> float:
 
 
 def test_init_resnet18_offline_on_a_fresh_install_loads_in_timm(tmp_path):
-    """The issue's done-when command, in a new process with an empty Hugging Face cache and no network."""
+    """The README's init command, in a new process with an empty Hugging Face cache and no network."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
     proc = subprocess.run([EXE, "init", "resnet18", "--prior", "dwp/notmnist-7x7", "--prior", "dwp/notmnist-3x3",
                            "--out", "out/"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -120,7 +120,7 @@ def test_rerun_replaces_an_earlier_output_atomically(tmp_path):
     (["torchvision:resnet18", "--prior", "dwp/notmnist-3x3", "--in-chans", "1"], "--in-chans needs a timm model"),
     (["resnet18", "--prior", "dwp/notmnist-5x5"],
      "no convolution of ResNet matches a prior: its kernel sizes are 1x1, 3x3, 7x7; the priors cover 5x5"),
-    (["resnet18", "--prior", "dwp/no-such-prior"], "no prior named 'dwp/no-such-prior'"),
+    (["resnet18", "--prior", "dwp/no-such-prior"], "cannot load prior 'dwp/no-such-prior'"),
     (["resnet18", "--prior", "notmnist", "--rescale", "xavier"], "Invalid value for '--rescale'"),
     (["resnet18", "--prior", "notmnist", "--domain", "notmnist"], "Invalid value for --domain: give --prior or"),
     (["resnet18", "--domain", "no-such-domain"], "Invalid value for --domain: no prior of domain 'no-such-domain'"),

@@ -184,8 +184,18 @@ def test_offline_uses_the_cache_and_refuses_uncached_names(hub, folders, publish
     for name in (REPO, f"{REPO}@{c1}"):
         assert result[name] == loaded(c1), name
     error = result["org/never-published"]["error"]
-    assert error.startswith("PriorNotFoundError: no prior named 'org/never-published'")
-    assert "offline" in error
+    assert error.startswith("NotCachedError: cannot load prior 'org/never-published'")
+    assert "not in the local Hub cache" in error and "unset it to download" in error  # says how to go online
+
+
+def test_pushing_the_same_folder_again_says_so_once(hub, folders, published, tmp_path_factory):
+    """No new commit, and only dwp-hub's own line about it: huggingface_hub's empty-commit warning is not shown."""
+    env = client_env(hub.url, tmp_path_factory.mktemp("same-pusher"), token=TOKEN)
+    proc = run(cli_command("push", str(folders["v1"]), "--repo-id", REPO), env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"commit:   {published['commit']}" in proc.stdout
+    assert "no new commit was made" in proc.stdout
+    assert "No files have been modified" not in proc.stdout + proc.stderr
 
 
 def test_second_push_makes_a_new_commit_and_the_old_one_still_resolves(hub, folders, published, fetched,
@@ -216,7 +226,7 @@ def test_second_push_makes_a_new_commit_and_the_old_one_still_resolves(hub, fold
         assert result[name] == loaded(revision), name
 
 
-# Runs in a client process: the issue's round trip. A bundled prior is loaded, saved, the saved copy pushed
+# Runs in a client process: the full round trip. A bundled prior is loaded, saved, the saved copy pushed
 # with DWPrior.push_to_hub, then fetched back by name in the same process (after the push, so online).
 BUNDLED_ROUND_TRIP = r"""
 import json, sys

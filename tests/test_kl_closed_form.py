@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dwp_hub import DWPrior, LogUniformPrior, MultivariateGaussianPrior, NormalPrior, PriorFormatError
+from dwp_hub import (DWPrior, LogUniformPrior, MultivariateGaussianPrior, NormalPrior, PriorFormatError, SubsampledKL,
+                     WeightPrior, bayesianize, kl)
 from dwp_hub.prior_folder import KERNELS_NAME
 from dwp_hub.weight_priors import log_uniform_kl
 
@@ -131,3 +132,73 @@ def test_multivariate_gaussian_rejects_bad_parameters():
         MultivariateGaussianPrior.fit(torch.zeros(10, 3, 4))
     with pytest.raises(ValueError, match="NaN"):
         MultivariateGaussianPrior.fit(torch.full((10, 3, 3), float("nan")))
+
+
+def _closed_form_priors() -> dict[str, WeightPrior | dict]:
+    mvg = {k: MultivariateGaussianPrior.fit(_smooth_kernels(200, k, seed=k).float()) for k in (3, 5)}
+    return {"normal": NormalPrior(0.5), "log-uniform": LogUniformPrior(), "mv-gaussian": mvg}
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5), torch.nn.Conv2d(8, 16, 3))
+    for conv in net:  # means and variances that differ from kernel to kernel
+        conv.weight.data.normal_(0, 0.3)
+    return net
+
+
+@pytest.mark.parametrize("name", ["normal", "log-uniform", "mv-gaussian"])
+def test_bayesianize_subsample_estimates_every_closed_form_kl_without_bias(name):
+    """bayesianize(subsample=m) reaches the closed-form priors: m of n kernels a layer per call, unbiased."""
+    spec = _closed_form_priors()[name]
+    exact_net = _net()
+    bayesianize(exact_net, spec, init_log_sigma2=-4.0)
+    for layer in exact_net:
+        layer.log_sigma2.data.uniform_(-6.0, -2.0)
+    exact = kl(exact_net)
+    assert torch.equal(kl(exact_net), exact)  # subsample=None: the exact KL, the bare prior, every call
+    assert not any(isinstance(layer.prior, SubsampledKL) for layer in exact_net)
+
+    net = _net()
+    bayesianize(net, spec, init_log_sigma2=-4.0, subsample=10)
+    for layer, exact_layer in zip(net, exact_net):
+        layer.log_sigma2.data.copy_(exact_layer.log_sigma2.data)
+        assert isinstance(layer.prior, SubsampledKL) and layer.prior.subsample == 10
+    with torch.no_grad():
+        draws = torch.stack([kl(net) for _ in range(3000)]).double()
+    assert draws.std() > 1e-3 * exact.abs()  # each draw is an estimate, not the full KL
+    assert abs(draws.mean().item() - exact.item()) < 4 * draws.std().item() / math.sqrt(len(draws))
+
+
+def test_subsampled_kl_keeps_the_entropy_exact_and_is_exact_on_every_kernel():
+    mu, log_sigma2 = _q((6, 4, 3, 3), seed=7)
+    prior = LogUniformPrior()
+    torch.testing.assert_close(SubsampledKL(prior, 24).kl(mu, log_sigma2), prior.kl(mu, log_sigma2))
+    torch.testing.assert_close(SubsampledKL(prior, None).kl(mu, log_sigma2), prior.kl(mu, log_sigma2))
+    # the estimate moves only through the cross term: equal log σ² across kernels and a flat prior term
+    # (μ = 0 gives the same log-uniform KL per kernel) make every draw exact
+    same = torch.full_like(log_sigma2, -3.0)
+    draws = torch.stack([SubsampledKL(prior, 5).kl(torch.zeros_like(mu), same) for _ in range(20)])
+    torch.testing.assert_close(draws, prior.kl(torch.zeros_like(mu), same).expand(20))
+
+
+class _LayerWidePrior(WeightPrior):
+    """A prior whose KL is not a sum over kernels (it depends on the layer's mean kernel)."""
+
+    def kl(self, mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+        return mu.mean(0).pow(2).sum() + log_sigma2.exp().sum()
+
+
+def test_subsample_refuses_a_prior_it_cannot_apply_to_before_changing_the_model():
+    net = _net()
+    before = [type(m) for m in net]
+    with pytest.raises(ValueError, match="_LayerWidePrior does not declare one"):
+        bayesianize(net, {5: NormalPrior(), 3: _LayerWidePrior()}, subsample=4)
+    assert [type(m) for m in net] == before  # nothing was converted
+    with pytest.raises(ValueError, match="brings its own subsample=3"):
+        bayesianize(net, SubsampledKL(NormalPrior(), 3), subsample=4)
+    with pytest.raises(ValueError, match="positive integer"):
+        bayesianize(net, NormalPrior(), subsample=0)
+    assert [type(m) for m in net] == before
+    bayesianize(net, _LayerWidePrior())  # without subsample it is used as it is
+    assert net[1].prior.__class__ is _LayerWidePrior

@@ -7,6 +7,7 @@ import torch
 
 from dwp_hub import DWPrior
 from dwp_hub.architectures import ARCHITECTURES
+from training.research_architectures import RESEARCH_ARCHITECTURES  # noqa: F401  (dense32, shell below)
 
 
 @pytest.mark.parametrize("name, enc, dec", [("dwp-vae-7x7", 56004, 56674), ("dwp-vae-5x5", 260040, 304194)])
@@ -188,3 +189,40 @@ def test_dense_architectures_are_priors_like_the_papers(k, family, tmp_path):
         DWPrior.for_kernel_size(k, "test", architecture="dwp-dense-9x9")
     with pytest.raises(PriorFormatError, match="architecture"):
         DWPrior.for_kernel_size(k, "test", architecture="dwp-dense-7x7" if k != 7 else "dwp-dense-5x5")
+
+
+@pytest.mark.parametrize("n, error, message", [
+    (-1, ValueError, "n must be >= 0, got -1"),
+    (2.5, TypeError, "n must be an integer, got 2.5"),
+    (True, TypeError, "n must be an integer"),
+])
+def test_sample_refuses_a_bad_count_by_name(n, error, message):
+    prior = DWPrior.for_kernel_size(3, "test")
+    with pytest.raises(error, match=message):
+        prior.sample(n)
+    assert prior.sample(0).shape == (0, 3, 3)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_log_prob_refuses_non_finite_kernels(bad):
+    prior = DWPrior.for_kernel_size(3, "test")
+    w = torch.zeros(4, 3, 3)
+    w[2, 1, 1] = bad
+    with pytest.raises(ValueError, match=r"1 of 4 kernels hold NaN or infinite values \(first at index 2\)"):
+        prior.log_prob(w, num_samples=4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_kernels_of_any_float_dtype_are_cast_to_the_priors(dtype):
+    torch.manual_seed(0)
+    prior = DWPrior.for_kernel_size(3, "test")
+    w = prior.sample(5).to(dtype)
+    as_float = w.float()
+    g = torch.Generator().manual_seed(1)
+    got = prior.log_prob(w, num_samples=8, generator=torch.Generator().manual_seed(1))
+    assert got.dtype == torch.float32
+    assert torch.equal(got, prior.log_prob(as_float, num_samples=8, generator=g))
+    assert torch.equal(prior.encode(w)[0], prior.encode(as_float)[0])
+    assert prior.elbo(w).shape == (5,)
+    with pytest.raises(TypeError, match="floating-point kernels"):
+        prior.log_prob(torch.zeros(2, 3, 3, dtype=torch.int64))

@@ -100,10 +100,13 @@ def test_offline_mode_uses_bundled_priors_and_refuses_hub_names(bundled_dir, tmp
                       "hf-hub:dwp/notmnist-7x7", "org/unknown"],
         tmp_path, HF_HUB_OFFLINE="1")
     assert [r.get("origin") for r in results[:3]] == ["bundled"] * 3
-    for r in results[3:5]:  # a revision or the hf-hub: prefix asks for the Hub, not the bundled copy
-        assert r["error"] == "PriorNotFoundError" and "not in the local Hub cache (offline mode)" in r["message"]
-    assert results[5]["error"] == "PriorNotFoundError"
-    assert "offline" in results[5]["message"] and "dwp/notmnist-7x7" in results[5]["message"]
+    # a revision asks for that revision of the Hub repo, which only the Hub cache could hold offline
+    assert results[3]["error"] == "NotCachedError"
+    assert "dwp/notmnist-7x7@v2 is not in the local Hub cache" in results[3]["message"]
+    # hf-hub: without a revision, offline and not cached: the bundled copy of that repo, recorded as such
+    assert results[4]["origin"] == "bundled" and results[4]["sha256"] == results[0]["sha256"]
+    assert results[5]["error"] == "NotCachedError" and "no prior named" not in results[5]["message"]
+    assert "HF_HUB_OFFLINE is set; unset it to download" in results[5]["message"]  # how to go online
 
 
 class BlackHole:
@@ -150,7 +153,7 @@ def test_bundled_names_never_touch_the_network_and_a_silent_hub_is_asked_once(bu
         hole.close()
     assert [r["origin"] for r in bundled] == ["bundled"] * 3 and after_bundled == 0
     for r in one + many[:2]:
-        assert r["error"] == "PriorNotFoundError" and "is unreachable" in r["message"]
+        assert r["error"] == "NotCachedError" and "did not answer; check the network connection" in r["message"]
     assert many[2]["origin"] == "bundled"
     # One probe per process, bounded by HF_HUB_ETAG_TIMEOUT (the client retries a timeout once); the
     # process then stops asking that endpoint, so the second Hub name costs no connection and no wait.
@@ -164,7 +167,7 @@ def test_refused_connection_is_reported_as_unreachable(bundled_dir, tmp_path):
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     results = _locate_in_subprocess(bundled_dir, ["dwp/notmnist-7x7", "org/unknown"], tmp_path, HF_ENDPOINT=closed)
     assert results[0]["origin"] == "bundled"
-    assert results[1]["error"] == "PriorNotFoundError" and "unreachable" in results[1]["message"]
+    assert results[1]["error"] == "NotCachedError" and f"the Hub at {closed} did not answer" in results[1]["message"]
 
 
 def test_list_priors_reports_bundled_kernel_size_and_domain(bundled_dir, tmp_path, monkeypatch):

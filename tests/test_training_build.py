@@ -17,13 +17,21 @@ from dwp_hub import DWPrior
 from dwp_hub.prior_folder import KERNELS_NAME, WEIGHTS_NAME
 from training.__main__ import cli
 from training.build import install_bundled
-from training.checkpoint import load_tensors, read_meta, save_tensors
+from training.training_state import load_tensors, read_meta, save_tensors
 
 
 def build(out, *names, extra=()):
     result = CliRunner().invoke(cli, ["build", *names, "--tiny", "--no-progress", "--out", str(out), *extra])
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
+
+
+def refit(args):
+    """Run ``python -m training.experiments.dense_vae ARGS`` in this process; fail on a non-zero exit."""
+    from training.experiments.dense_vae import main
+
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
 
 
 def mtimes(folder):
@@ -311,7 +319,7 @@ def test_sources_only_trains_nets_and_skips_a_net_another_process_holds(tmp_path
 def test_kernel_drift_rebuilds_each_nets_init(tmp_path):
     """kernel_drift compares trained kernels with the net's own init (same seed): close after one tiny epoch,
     unrelated (cosine ~0) to another seed's init."""
-    from training.checkpoint import load_tensors, save_tensors
+    from training.training_state import load_tensors, save_tensors
     from training.experiments.kernel_drift import drift_rows
 
     build(tmp_path, "photo-3x3", extra=("--sources-only",))
@@ -336,8 +344,6 @@ def test_dense_build_fits_dense_vaes_with_their_own_checkpoints(tmp_path):
 
 
 def test_dense_vae_refit_at_a_kernel_scale_records_it(notmnist_build, tmp_path):
-    from training.experiments.dense_vae import main as refit
-
     folder = notmnist_build / "notmnist-7x7"
     args = ["--priors", str(folder), "--architectures", "vae", "--steps", "5", "--batch", "2", "--iwae-samples", "4",
             "--score-train", "8"]
@@ -355,8 +361,6 @@ def test_dense_vae_refit_at_a_kernel_scale_records_it(notmnist_build, tmp_path):
 
 
 def test_dense_vae_fits_a_kernel_set_file_after_dropping_its_dead_kernels(tmp_path):
-    from training.experiments.dense_vae import main as refit
-
     # A kernel set as a GPU build of the paper's protocol leaves it: most kernels near zero, a few used ones.
     g = torch.Generator().manual_seed(0)
     used = lambda n: torch.randn(n, 7, 7, generator=g) / 7  # noqa: E731  norm ~1
@@ -374,6 +378,15 @@ def test_dense_vae_fits_a_kernel_set_file_after_dropping_its_dead_kernels(tmp_pa
     assert row[0] == "paper-7x7" and row[4:6] == ["40", "12"]  # train and held-out kernels after the threshold
 
 
+def test_dense_vae_refuses_a_kernel_set_without_name_or_file_before_writing_anything(tmp_path):
+    from training.experiments.dense_vae import main
+
+    for bad in ("paper-7x7", "=kernels.safetensors", "paper-7x7="):
+        result = CliRunner().invoke(main, ["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", bad])
+        assert result.exit_code == 2 and "give NAME=FILE" in result.output, result.output
+    assert not (tmp_path / "fit").exists()
+
+
 def test_dihedral_augmentation_gives_each_kernel_its_eight_symmetries():
     from training.experiments.dense_vae import dihedral
 
@@ -389,8 +402,6 @@ def test_dihedral_augmentation_gives_each_kernel_its_eight_symmetries():
 
 
 def test_dense_vae_augmented_fit_trains_on_8x_the_kernels_and_records_it_and_its_latent_size(tmp_path):
-    from training.experiments.dense_vae import main as refit
-
     g = torch.Generator().manual_seed(0)
     path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(20, 7, 7, generator=g) / 7,
                                                            "heldout": torch.randn(6, 7, 7, generator=g) / 7}, {})
@@ -437,8 +448,6 @@ def test_fitting_objective_is_the_elbo_by_default_and_weights_or_floors_only_the
 
 
 def test_dense_vae_kl_weight_free_bits_and_noise_are_in_the_folder_name_and_provenance(tmp_path):
-    from training.experiments.dense_vae import main as refit
-
     g = torch.Generator().manual_seed(0)
     path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(20, 5, 5, generator=g) / 5,
                                                            "heldout": torch.randn(6, 5, 5, generator=g) / 5}, {})
@@ -483,8 +492,6 @@ def test_shape_noise_scales_with_each_kernels_norm_and_plain_noise_does_not():
 
 
 def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_the_median_norm(tmp_path):
-    from training.experiments.dense_vae import main as refit
-
     g = torch.Generator().manual_seed(0)
     # norms spread over 0.1-1.9 in steps of 0.1 (train) and 0.2-1.8 (held out): no dead kernels to drop
     shapes = lambda n: torch.nn.functional.normalize(torch.randn(n, 25, generator=g), dim=1).view(n, 5, 5)  # noqa: E731
@@ -515,8 +522,6 @@ def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_t
 
 
 def test_dense_vae_shell_fit_puts_every_decoder_mean_at_the_training_kernels_median_norm(tmp_path):
-    from training.experiments.dense_vae import main as refit
-
     g = torch.Generator().manual_seed(0)
     shapes = lambda n: torch.nn.functional.normalize(torch.randn(n, 25, generator=g), dim=1).view(n, 5, 5)  # noqa: E731
     train = shapes(19) * torch.arange(1, 20)[:, None, None] / 10  # norms 0.1-1.9, median 1.0
@@ -533,8 +538,6 @@ def test_dense_vae_shell_fit_puts_every_decoder_mean_at_the_training_kernels_med
 def test_dense_vae_fit_is_a_complete_prior_folder_that_bundles_and_repeats_bit_for_bit(tmp_path):
     """Kernels, card, the source nets' records and the fit's command and versions go into the folder; the same
     command gives the same weights (on one machine)."""
-    from training.experiments.dense_vae import main as refit
-
     g = torch.Generator().manual_seed(0)
     path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(30, 5, 5, generator=g) / 5,
                                                            "heldout": torch.randn(7, 5, 5, generator=g) / 5}, {})

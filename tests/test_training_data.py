@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from training import fonts
 from training.datasets import cifar_binary, mnist_5k, notmnist_style, read_cifar_binary
@@ -148,7 +149,8 @@ def test_ink_fraction_ranks_bold_above_regular_and_refuses_an_unusable_font():
 def test_font_split_links_each_font_into_one_half_that_renders_as_the_original(tmp_path, mpl_faces):
     from training.experiments import font_split
 
-    font_split.main(["--out", str(tmp_path), "--font-dir", str(fonts.matplotlib_font_dir())])
+    split = ["--out", str(tmp_path), "--font-dir", str(fonts.matplotlib_font_dir())]
+    assert CliRunner().invoke(font_split.main, split).exit_code == 0
     rows = list(csv.DictReader((tmp_path / "fonts.csv").open()))
     assert sorted(r["font"] for r in rows) == sorted(f.path.name for f in mpl_faces)
     median = json.loads((tmp_path / "split.json").read_text())["median_ink"]
@@ -161,5 +163,5 @@ def test_font_split_links_each_font_into_one_half_that_renders_as_the_original(t
     original = next(f for f in mpl_faces if f.sha1 == linked.sha1)
     np.testing.assert_array_equal(fonts.render_fonts([linked], 1, seed=3, progress=False)[0],
                                   fonts.render_fonts([original], 1, seed=3, progress=False)[0])
-    with pytest.raises(SystemExit):  # never writes into an existing split
-        font_split.main(["--out", str(tmp_path), "--font-dir", str(fonts.matplotlib_font_dir())])
+    again = CliRunner().invoke(font_split.main, split)  # never writes into an existing split
+    assert again.exit_code == 2 and "exists already" in again.output

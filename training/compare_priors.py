@@ -17,7 +17,7 @@ of 1e-12 where theirs has none. They are never saved, bundled or pushed. For eac
   prior with decoder noise, under both priors (a prior scoring the other's samples low does not cover them).
 
 ``--kernel-set NAME=FILE[+FILE…]`` (repeatable) adds kernels of a build's kernel-set files (pooled and filtered by
-the norm threshold as ``training.experiments.dense_vae`` does, training and held-out kernels together) to the
+the norm threshold as ``training.kernel_sets.pooled_kernel_set`` does, training and held-out kernels together) to the
 norm, spectrum and log-likelihood tables of their kernel size: how close source nets trained some other way come
 to the population the authors' prior was fitted to. (A set from nets our prior was trained on finds itself among
 the training kernels: its nearest-source cosine is ~1 and says nothing.)
@@ -25,15 +25,18 @@ the training kernels: its nearest-source cosine is ~1 and says nothing.)
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import click
 import torch
 
 from dwp_hub import DWPrior
 from dwp_hub.architectures import architecture_for
 from dwp_hub.images import kernel_grid, save_png
 from dwp_hub.prior_folder import PriorConfig
+
+from .cli_options import CONTEXT
+from .kernel_sets import pooled_kernel_set
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-priors"
 REFERENCE_WEIGHTS = "vae_params.torch"  # in vae7x7/ and vae5x5/
@@ -77,52 +80,51 @@ def nearest_cosine(kernels: torch.Tensor, reference: torch.Tensor, chunk: int = 
     return torch.cat([(part @ ref.T).amax(1) for part in x.split(chunk)])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("build/compare"), help="folder for the sample grids")
-    ap.add_argument("--reference", type=Path, default=REFERENCE_DIR,
-                    help="folder with the authors' vae7x7/ and vae5x5/ (default ../shared/reference-priors)")
-    ap.add_argument("--kernels", type=int, default=1000, help="kernels scored per set")
-    ap.add_argument("--iwae-samples", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--kernel-set", action="append", default=[], metavar="NAME=FILE[+FILE…]",
-                    help="also measure the kept kernels of these kernel-set files (repeatable)")
-    args = ap.parse_args()
-    from training.experiments.dense_vae import kernel_set  # here, not at the top: the experiments import this module
-
+@click.command(context_settings=CONTEXT)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build/compare"),
+              show_default=True, help="Folder for the sample grids.")
+@click.option("--reference", type=click.Path(file_okay=False, path_type=Path), default=REFERENCE_DIR,
+              help="Folder with the authors' vae7x7/ and vae5x5/ [default: ../shared/reference-priors].")
+@click.option("--kernels", "n_scored", type=click.IntRange(1), default=1000, show_default=True, help="Kernels scored per set.")
+@click.option("--iwae-samples", type=click.IntRange(1), default=200, show_default=True, help="IWAE samples K.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples and the IWAE draws.")
+@click.option("--kernel-set", "kernel_sets", multiple=True, metavar="NAME=FILE[+FILE…]",
+              help="Also measure the kept kernels of these kernel-set files (repeatable).")
+def main(out: Path, reference: Path, n_scored: int, iwae_samples: int, seed: int, kernel_sets: tuple[str, ...]) -> None:
+    """Our notMNIST priors beside the paper authors': kernel norms, spectra, nearest-source cosines, IWAE scores."""
     extra = {}
-    for item in args.kernel_set:
+    for item in kernel_sets:
         name, _, files = item.partition("=")
         if not files:
-            ap.error(f"--kernel-set {item!r}: give NAME=FILE[+FILE…]")
-        train, held, _ = kernel_set([Path(f) for f in files.split("+")])
+            raise click.BadParameter(f"{item!r}: give NAME=FILE[+FILE…]", param_hint="--kernel-set")
+        train, held, _ = pooled_kernel_set([Path(f) for f in files.split("+")])
         extra[name] = torch.cat([train, held])
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for k in (7, 5):
-        ours, theirs = DWPrior.from_pretrained(f"dwp/notmnist-{k}x{k}"), reference_prior(k, args.reference)
-        g = torch.Generator().manual_seed(args.seed)
+        ours, theirs = DWPrior.from_pretrained(f"dwp/notmnist-{k}x{k}"), reference_prior(k, reference)
+        g = torch.Generator().manual_seed(seed)
         sets = {"ours: samples": ours.sample(4096, generator=g), "theirs: samples": theirs.sample(4096, generator=g),
                 "ours: held-out source kernels": ours.source_kernels("heldout")}
         sets.update({f"{name} ({len(kernels)})": kernels for name, kernels in extra.items() if kernels.shape[-1] == k})
         sources = ours.source_kernels("train")
-        print(f"\n{k}x{k} kernels        {'mean norm':>10}  variance in top 1/2/4/8 directions  nearest-source cos")
-        for name, kernels in sets.items():
-            print(f"{name:32} {kernels.flatten(1).norm(dim=1).mean():10.4f}  {spectrum(kernels):29}"
-                  f"{nearest_cosine(kernels, sources).median():8.3f}")
+        click.echo(f"\n{k}x{k} kernels        {'mean norm':>10}  variance in top 1/2/4/8 directions  nearest-source cos")
+        for name, ks in sets.items():
+            click.echo(f"{name:32} {ks.flatten(1).norm(dim=1).mean():10.4f}  {spectrum(ks):29}"
+                       f"{nearest_cosine(ks, sources).median():8.3f}")
         for who, prior in (("ours", ours), ("theirs", theirs)):
-            save_png(kernel_grid(sets[f"{who}: samples"][:64]), args.out / f"{who}-{k}x{k}-samples.png")
-        scored = {"ours: held-out source kernels": sets["ours: held-out source kernels"][:args.kernels],
-                  "ours: samples with decoder noise": ours.sample(args.kernels, generator=g, noise=True),
-                  "theirs: samples with decoder noise": theirs.sample(args.kernels, generator=g, noise=True)}
-        scored.update({name: kernels[:args.kernels] for name, kernels in sets.items() if name not in scored
+            save_png(kernel_grid(sets[f"{who}: samples"][:64]), out / f"{who}-{k}x{k}-samples.png")
+        scored = {"ours: held-out source kernels": sets["ours: held-out source kernels"][:n_scored],
+                  "ours: samples with decoder noise": ours.sample(n_scored, generator=g, noise=True),
+                  "theirs: samples with decoder noise": theirs.sample(n_scored, generator=g, noise=True)}
+        scored.update({name: kernels[:n_scored] for name, kernels in sets.items() if name not in scored
                        and not name.endswith("samples")})
-        print(f"IWAE log-likelihood, K={args.iwae_samples} (nats/kernel)   {'under ours':>11} {'under theirs':>13}")
+        click.echo(f"IWAE log-likelihood, K={iwae_samples} (nats/kernel)   {'under ours':>11} {'under theirs':>13}")
         for name, kernels in scored.items():
-            lls = [prior.log_prob(kernels, num_samples=args.iwae_samples,
-                                  generator=torch.Generator().manual_seed(args.seed)).mean().item()
+            lls = [prior.log_prob(kernels, num_samples=iwae_samples,
+                                  generator=torch.Generator().manual_seed(seed)).mean().item()
                    for prior in (ours, theirs)]
-            print(f"{name:44} {lls[0]:11.2f} {lls[1]:13.2f}")
-    print(f"\nsample grids in {args.out}")
+            click.echo(f"{name:44} {lls[0]:11.2f} {lls[1]:13.2f}")
+    click.echo(f"\nsample grids in {out}")
 
 
 if __name__ == "__main__":

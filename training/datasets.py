@@ -17,18 +17,15 @@ CIFAR; labels are int64. Rendered or decoded data is cached under the build fold
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
 from torch.utils.data import TensorDataset
 
 from . import fonts
+from .image_data import ImageData, load_array_cache, save_array_cache, standardise
 
 if TYPE_CHECKING:
     from .photos import Photo
@@ -45,39 +42,9 @@ CIFAR_BINARY = {
 CIFAR_IMAGE_BYTES = 3 * 32 * 32
 
 
-@dataclass
-class ImageData:
-    """A train and a test split, the number of classes, and what the data is (for cards and configs)."""
-
-    train: TensorDataset
-    test: TensorDataset
-    num_classes: int
-    provenance: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.tensors[0].shape[1:])
-
-
 def _gray(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)[:, None]
     return TensorDataset(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
-
-
-def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata={"info": json.dumps(meta)})
-    os.replace(tmp, path)
-
-
-def _load_cache(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as f:
-        meta = json.loads(f.metadata()["info"])
-    return load_file(str(path)), meta
 
 
 # --- notMNIST-style --------------------------------------------------------------------------------
@@ -106,8 +73,8 @@ def notmnist_style(cache_dir: str | Path, font_dirs: list[str | Path] | None = N
             "test_families": sorted({f.family for f in test_faces}), "rejected_fonts": rejected,
             "renders_per_glyph": renders_per_glyph, "seed": seed, "freetype": _freetype_version(),
         }
-        _save_cache(cache, {"train_x": xtr, "train_y": ytr, "test_x": xte, "test_y": yte}, meta)
-    arrays, meta = _load_cache(cache)
+        save_array_cache(cache, {"train_x": xtr, "train_y": ytr, "test_x": xte, "test_y": yte}, meta)
+    arrays, meta = load_array_cache(cache)
     n_tr, n_te = len(meta["train_fonts"]), len(meta["test_fonts"])
     prov = (f"notMNIST-style: letters A-J rendered as 28x28 glyphs from {meta['num_fonts']} font files "
             f"({meta['num_families']} families) found under {', '.join(meta['font_dirs'])} "
@@ -236,17 +203,6 @@ def read_cifar_binary(path: str | Path, label_bytes: int, label_index: int) -> t
         raise ValueError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte CIFAR records")
     raw = raw.reshape(-1, record)
     return raw[:, label_bytes:].reshape(-1, 3, 32, 32), raw[:, label_index].astype(np.int64)
-
-
-def standardise(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray,
-                yte: np.ndarray) -> tuple[TensorDataset, TensorDataset, dict[str, list[float]]]:
-    """uint8 (n, C, H, W) images standardised per channel with the train split's statistics, and those statistics."""
-    tr = torch.from_numpy(np.ascontiguousarray(xtr)).float().div_(255.0)
-    te = torch.from_numpy(np.ascontiguousarray(xte)).float().div_(255.0)
-    mean, std = tr.mean((0, 2, 3), keepdim=True), tr.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
-    return (TensorDataset(tr.sub_(mean).div_(std), torch.from_numpy(ytr)),
-            TensorDataset(te.sub_(mean).div_(std), torch.from_numpy(yte)),
-            {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()})
 
 
 def cifar_binary(name: str, root: str | Path, download: bool = True) -> ImageData:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import load_tensors, save_tensors
+from .training_state import load_tensors, save_tensors
 
 HIST_BINS = 80
 SMOOTH_BINS = 5
@@ -125,3 +125,17 @@ def split_kernel_set(groups: list[torch.Tensor], names: list[str], heldout: int,
     save_tensors(out, {"train": all_k[keep & ~held], "heldout": all_k[keep & held],
                        "train_net": net_of[keep & ~held], "heldout_net": net_of[keep & held]}, meta)
     return meta
+
+
+def pooled_kernel_set(paths: list[Path], min_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Train and held-out kernels of kernel-set files (as ``build_kernel_set`` writes), pooled and filtered again
+    by the norm threshold of the pooled norms, or by `min_norm` where that is higher; and a record of the filter."""
+    sets = [load_tensors(path)[0] for path in paths]
+    train, held = torch.cat([k["train"] for k in sets]), torch.cat([k["heldout"] for k in sets])
+    norms = torch.cat([train, held]).flatten(1).norm(dim=1)
+    t = choose_threshold(norms.numpy())
+    cut = max(t.value, min_norm)
+    method = t.method if cut == t.value else f"--min-norm {min_norm:g} (the build's rule: {t.value:.3g})"
+    record = {"kernel_set": "+".join(map(str, paths)), "threshold": cut, "threshold_method": method,
+              "kernels_in_file": len(norms), "kernels_kept": int((norms >= cut).sum())}
+    return train[train.flatten(1).norm(dim=1) >= cut], held[held.flatten(1).norm(dim=1) >= cut], record

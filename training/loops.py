@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from .checkpoint import load_training_state, save_training_state
+from .training_state import load_training_state, save_training_state
 
 CHECKPOINT_EVERY_S = 60.0
 
@@ -50,7 +50,7 @@ def run_training(accelerator: Accelerator, objective: nn.Module, tensors: tuple[
     """Minimise `loss_fn(objective, batch)` for `spec.epochs` epochs, resuming from `checkpoint` if present.
 
     The checkpoint (model + Adam state) is rewritten at least every minute and after the last epoch.
-    Returns {'seconds': training time of this and earlier sessions, 'final_loss': mean loss of the last epoch}.
+    Returns {'seconds': training time of this run and the runs it resumed, 'final_loss': mean loss of the last epoch}.
     """
     # Weights that L2 decays towards 0 reach float32's subnormal range, where an x86 CPU computes many times slower:
     # a conv3x3 source net's epochs went from 50 s to 150 s with 0.4% of its values subnormal. Flushed to 0 here.
@@ -146,8 +146,12 @@ class NegativeELBO(nn.Module):
         return -self.prior.elbo(w).mean()
 
 
-def elbo_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    return model(batch[0])
+def vae_loss(objective: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The kernel VAE's loss on a batch of kernels: `objective` (a NegativeELBO) applied to them.
+
+    Not the VI loss ``dwp_hub.elbo_loss(logits, y, kl, N)``: this one scores kernels under a prior being fitted.
+    """
+    return objective(batch[0])
 
 
 @torch.no_grad()

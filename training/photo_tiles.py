@@ -22,15 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from .image_data import ImageData, load_array_cache, save_array_cache, standardise
 from .photos import Photo, fetch_photos, load_photo
-
-if TYPE_CHECKING:
-    from .datasets import ImageData
 
 TILE = 32
 SHORT_SIDES = (256, 128)
@@ -105,23 +102,21 @@ def describe(info: dict) -> str:
 
 
 def photo_data(pretext: str, photo_root: str | Path, cache_dir: str | Path, seed: int = 0, progress: bool = True,
-               photos: list[Photo] | None = None) -> "ImageData":
+               photos: list[Photo] | None = None) -> ImageData:
     """The tiles of pretext task `pretext`, fetching the photographs into `photo_root` on first use.
 
     `photos` overrides the catalog (the tiny test builds pass one photo shipped with matplotlib).
     """
-    from .datasets import ImageData, _load_cache, _save_cache, standardise
-
     root = Path(photo_root)
     photos = photos if photos is not None else fetch_photos(root, progress=progress)
     key = hashlib.sha256(json.dumps([pretext, seed, TILE, SHORT_SIDES, sorted(p.sha256 + p.split for p in photos)])
                          .encode()).hexdigest()[:12]
     cache = Path(cache_dir) / f"photos-{pretext}-{key}.safetensors"
     if cache.is_file():
-        arrays, info = _load_cache(cache)
+        arrays, info = load_array_cache(cache)
     else:
         arrays, info = build_pretext(pretext, root, photos, seed)
-        _save_cache(cache, arrays, info)
+        save_array_cache(cache, arrays, info)
     train, test, stats = standardise(arrays["xtr"], arrays["ytr"], arrays["xte"], arrays["yte"])
     info = {**info, "standardise": stats}
     return ImageData(train, test, info["classes"], describe(info), info)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import struct
@@ -36,6 +35,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from PIL import Image
+
+from dwp_hub.atomic import write_bytes_atomic
 
 MIN_SIDE = 256
 TEST_FRACTION = 0.15
@@ -300,9 +301,7 @@ def _members(src: PhotoSource, archive: Path) -> Iterator[tuple[str, bytes]]:
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def _extract(src: PhotoSource, archive: Path, root: Path) -> dict:

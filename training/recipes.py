@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, replace
 
 from .loops import L2_SCOPES
+from .pinned_wheels import FACENET_PYTORCH, RAPIDOCR_ONNXRUNTIME, PinnedWheel
 from .source_nets import RESNET_CIFAR_3X3_LAYERS, SOURCE_INITS
 
 
@@ -44,18 +45,34 @@ class SourceRecipe:
         return replace(self, name=f"{self.name}-tiny", widths=widths, num_nets=2, heldout_nets=1, epochs=1, batch_size=64)
 
 
+HELDOUT_UNITS = ("checkpoint", "layer")
+
+
 @dataclass(frozen=True)
 class CheckpointSources:
-    """Source networks given as trained checkpoints (training/checkpoints.py) instead of trained here.
+    """Source networks given as trained checkpoints (training/source_checkpoints.py, training/source_readers.py)
+    instead of trained here.
 
-    Held out: the last `heldout_nets` checkpoints; with a single checkpoint, every `heldout_every`-th of its
-    k×k layers (a network cannot be held out from itself), or with a single layer a random 1/`heldout_every`
-    of its kernels.
+    `checkpoints` are safetensors specs or source files (.onnx, .pt/.pth, .npy/.npz); with a `wheel`, paths
+    inside that pinned wheel (training/pinned_wheels.py), each read against its pinned SHA-256.
+
+    Held out, with `heldout_by` "checkpoint": the last `heldout_nets` checkpoints; with a single checkpoint, or
+    `heldout_by` "layer", every `heldout_every`-th k×k layer of them all in order (a network cannot be held out
+    from itself, and one file holding nearly all the kernels makes a per-file split lopsided); with a single
+    layer a random 1/`heldout_every` of its kernels.
     """
 
     checkpoints: tuple[str, ...]
     heldout_nets: int = 1
     heldout_every: int = 5
+    heldout_by: str = "checkpoint"
+    wheel: PinnedWheel | None = None
+    # Read .pt/.pth files that no recipe pins (weights only; the pickle is still parsed): the user's explicit choice.
+    trust_unpinned_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        if self.heldout_by not in HELDOUT_UNITS:
+            raise ValueError(f"heldout_by {self.heldout_by!r}: known: {', '.join(HELDOUT_UNITS)}")
 
     def tiny(self) -> "CheckpointSources":
         return self
@@ -74,7 +91,7 @@ class PriorRecipe:
     # A floor on the VAE's optimiser steps: each epoch passes over enough copies of the training kernels to give at
     # least this many in ``vae_epochs`` epochs. 300 epochs of 757 kernels are 1,800 steps, after which the 7x7
     # decoder means had collapsed to nearly one blob (held-out IWAE 83.44 nats); 10,000 steps gave 87.91 and varied
-    # samples (training/results/runs, issue #12).
+    # samples.
     vae_min_steps: int = 10_000
     max_train_kernels: int = 100_000  # random subset of the kept training kernels the VAE sees
     vae_batch_size: int = 128
@@ -124,13 +141,18 @@ PHOTO_CIFARNET_WIDE = SourceRecipe("photo-cifarnet-wide", PHOTO_PRETEXT, "cifar-
 PHOTO_RESNET = SourceRecipe("photo-resnet", PHOTO_PRETEXT, "resnet-cifar", (16, 32, 64), num_nets=4, heldout_nets=1,
                             epochs=10, l2=1e-4)
 
+# Files inside the pinned wheels; the last of each is held out when held out by file.
+MTCNN_MEMBERS = tuple(f"facenet_pytorch/data/{net}.pt" for net in ("onet", "pnet", "rnet"))
+PPOCR_MEMBERS = tuple(f"rapidocr_onnxruntime/models/{m}.onnx" for m in
+                      ("ch_PP-OCRv4_det_infer", "ch_PP-OCRv4_rec_infer", "ch_ppocr_mobile_v2.0_cls_infer"))
+
 RECIPES: dict[str, PriorRecipe] = {
     r.name: r
     for r in (
         PriorRecipe("notmnist-7x7", "notmnist", 7, NOTMNIST_FCONV, ("features.0",), vae_epochs=300),
         PriorRecipe("notmnist-5x5", "notmnist", 5, NOTMNIST_FCONV, ("features.3",), vae_epochs=20),
         PriorRecipe("notmnist-3x3", "notmnist", 3, NOTMNIST_CONV3, ("features.3", "features.6"), vae_epochs=30,
-                    z_candidates=(4, 8)),  # as notmnist-7x7's z 8 (issue #12): the paper's 2 is chosen only if best
+                    z_candidates=(4, 8)),  # as notmnist-7x7's z 8: the paper's 2 is chosen only if best
         PriorRecipe("mnist-7x7", "mnist", 7, MNIST5K_FCONV, ("features.0",), vae_epochs=300),
         PriorRecipe("mnist-5x5", "mnist", 5, MNIST5K_FCONV, ("features.3",), vae_epochs=30),
         PriorRecipe("mnist-3x3", "mnist", 3, MNIST5K_CONV3, ("features.3", "features.6"), vae_epochs=30),
@@ -139,6 +161,16 @@ RECIPES: dict[str, PriorRecipe] = {
         PriorRecipe("photo-5x5", "photo", 5, PHOTO_CIFARNET, ("features.4", "features.7", "features.10"),
                     vae_epochs=15, max_train_kernels=50_000, z_candidates=(8,)),
         PriorRecipe("photo-3x3", "photo", 3, PHOTO_RESNET, RESNET_CIFAR_3X3_LAYERS, vae_epochs=30, z_candidates=(4,)),
+        # Trained networks from pinned wheels, fitted with dense VAEs so that the exact DWP bound stays cheap.
+        # MTCNN held out by file: its order onet, pnet, rnet holds out rnet (1,428 of 8,370 kernels). PP-OCR's
+        # 3x3 kernels sit 95% in the detector, so text-3x3 holds out every 5th layer across the three models.
+        PriorRecipe("face-3x3", "face", 3, CheckpointSources(MTCNN_MEMBERS, wheel=FACENET_PYTORCH), (),
+                    vae_epochs=30, architecture="dwp-dense-3x3", z_candidates=(4, 8)),
+        PriorRecipe("text-3x3", "text", 3, CheckpointSources(PPOCR_MEMBERS, heldout_by="layer",
+                                                             wheel=RAPIDOCR_ONNXRUNTIME), (),
+                    vae_epochs=30, architecture="dwp-dense-3x3", z_candidates=(4, 8)),
+        PriorRecipe("text-5x5", "text", 5, CheckpointSources(PPOCR_MEMBERS, wheel=RAPIDOCR_ONNXRUNTIME), (),
+                    vae_epochs=30, architecture="dwp-dense-5x5", z_candidates=(8,)),
         PriorRecipe("cifar100-7x7", "cifar", 7, CIFAR100_NET, ("features.0",), vae_epochs=300),
         PriorRecipe("cifar100-5x5", "cifar", 5, CIFAR100_NET, ("features.4", "features.7", "features.10"),
                     vae_epochs=30),
@@ -151,8 +183,11 @@ CHECKPOINT_VAE_EPOCHS = {7: 300, 5: 30, 3: 30}
 
 
 def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int | None = None,
-                      domain: str | None = None, z_dim: int | None = None) -> PriorRecipe:
-    """A recipe for prior `name` (``<domain>-<k>x<k>``) from trained checkpoints: no data, no source training."""
+                      domain: str | None = None, z_dim: int | None = None,
+                      trust_unpinned_pickle: bool = False) -> PriorRecipe:
+    """A recipe for prior `name` (``<domain>-<k>x<k>``) from trained checkpoints: no data, no source training.
+
+    `trust_unpinned_pickle` lets .pt/.pth checkpoints that no recipe pins be read (weights only)."""
     stem, _, size = name.rpartition("-")
     k = kernel_size
     if k is None and size.count("x") == 1 and size.split("x")[0] == size.split("x")[1] and size.split("x")[0].isdigit():
@@ -161,7 +196,8 @@ def checkpoint_recipe(name: str, checkpoints: tuple[str, ...], kernel_size: int 
         raise ValueError(f"prior {name!r}: give --kernel-size (3, 5 or 7) or a name ending in -3x3, -5x5 or -7x7")
     if not checkpoints:
         raise ValueError("give at least one --checkpoint")
-    return PriorRecipe(name, domain or stem or name, k, CheckpointSources(tuple(checkpoints)), (),
+    sources = CheckpointSources(tuple(checkpoints), trust_unpinned_pickle=trust_unpinned_pickle)
+    return PriorRecipe(name, domain or stem or name, k, sources, (),
                        vae_epochs=CHECKPOINT_VAE_EPOCHS[k], z_dim=z_dim)
 
 

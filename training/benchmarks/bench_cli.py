@@ -9,13 +9,14 @@ help's time over the interpreter's. Absolute times depend on the machine and its
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import click
 
 HELP = "import dwp_hub.cli as c, sys; sys.argv = ['dwp-hub', '--help']; c.main()"
 # The checkout goes first on sys.path (PYTHONPATH would not do: an editable install's finder would win).
@@ -31,20 +32,20 @@ def median_seconds(code: str, runs: int, env: dict[str, str]) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2],
-                        help="checkout whose dwp_hub is imported (default: this one)")
-    parser.add_argument("--runs", type=int, default=9)
-    args = parser.parse_args()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path(__file__).resolve().parents[2], help="Checkout whose dwp_hub is imported [default: this one].")
+@click.option("--runs", type=click.IntRange(1), default=9, show_default=True, help="Fresh interpreters per command.")
+def main(root: Path, runs: int) -> None:
+    """How long `dwp-hub --help` takes, beside the bare interpreter start and `import torch`."""
     env = dict(os.environ)
-    prefix = USE_ROOT.format(root=str(args.root.resolve()))
+    prefix = USE_ROOT.format(root=str(root.resolve()))
     where = subprocess.run([sys.executable, "-c", prefix + "import dwp_hub; print(dwp_hub.__file__)"], env=env,
                            capture_output=True, text=True).stdout.strip()
-    interpreter = median_seconds(prefix, args.runs, env)
-    torch_import = median_seconds(prefix + "import torch", args.runs, env)
-    help_time = median_seconds(prefix + HELP, args.runs, env)
-    print(f"dwp_hub from {where}; median of {args.runs} runs each")
+    interpreter = median_seconds(prefix, runs, env)
+    torch_import = median_seconds(prefix + "import torch", runs, env)
+    help_time = median_seconds(prefix + HELP, runs, env)
+    print(f"dwp_hub from {where}; median of {runs} runs each")
     print(f"{'python (bare interpreter)':28} {interpreter:7.3f} s")
     print(f"{'python -c import torch':28} {torch_import:7.3f} s")
     print(f"{'dwp-hub --help':28} {help_time:7.3f} s   ({help_time / interpreter:.1f}x the bare interpreter, "

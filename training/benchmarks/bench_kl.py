@@ -2,12 +2,12 @@
 
     python training/benchmarks/bench_kl.py                       # step-time ratios (about a minute)
     python training/benchmarks/bench_kl.py --accuracy-steps 300  # + short MNIST-5k runs: full vs subsampled KL
-    python training/benchmarks/bench_kl.py --saga 1 --sag 1 0.25 # + the stored-gradient estimators
+    python training/benchmarks/bench_kl.py --saga 1 --sag 1,0.25 # + the stored-gradient estimators
     python training/benchmarks/bench_kl.py --original            # + the original implementation's DWP step
-    python training/benchmarks/bench_kl.py --alt-priors P7 P5    # + the exact bound with other priors (folders)
-    python training/benchmarks/bench_kl.py --alt-priors P7 P5 --sag 1 --stored-subset 1024
+    python training/benchmarks/bench_kl.py --alt-priors P7,P5    # + the exact bound with other priors (folders)
+    python training/benchmarks/bench_kl.py --alt-priors P7,P5 --sag 1 --stored-subset 1024
                                                                  # + SAG refreshing 1,024 kernels a step, both priors
-    python training/benchmarks/bench_kl.py --steps 0 --alt-priors P7 P5 P3 --resnet-steps 3 --resnet-input 8x64 32x224
+    python training/benchmarks/bench_kl.py --steps 0 --alt-priors P7,P5,P3 --resnet-steps 3 --resnet-input 8x64,32x224
                                                                  # resnet18 only, at two workloads
 
 The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
@@ -20,13 +20,15 @@ that of the data term, for scale; whether the extra noise matters is what the ac
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `training`
@@ -34,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 from dwp_hub import DWPrior, bayesianize, elbo_loss, evaluate, kl  # noqa: E402
 from dwp_hub.bayes_conv import bayes_layers  # noqa: E402
 from dwp_hub.elu import ELU  # noqa: E402
+from training.cli_options import CONTEXT, list_option  # noqa: E402
 from training.datasets import mnist_5k  # noqa: E402
+from training.research_architectures import RESEARCH_ARCHITECTURES  # noqa: E402,F401  (--alt-priors may use them)
 from training.source_nets import FConvMNIST  # noqa: E402
 
 
@@ -135,7 +139,7 @@ def workload(text: str) -> tuple[int, int]:
     """"32x224" → (32, 224): a resnet18 batch size and image size."""
     batch, sep, size = text.partition("x")
     if not (sep and batch.isdigit() and size.isdigit() and int(batch) > 0 and int(size) >= 32):
-        raise argparse.ArgumentTypeError(f"expected BATCHxSIZE such as 8x64 or 32x224, got {text!r}")
+        raise ValueError(f"expected BATCHxSIZE such as 8x64 or 32x224, got {text!r}")
     return int(batch), int(size)
 
 
@@ -235,45 +239,47 @@ def accuracy_runs(variants, priors, args, data) -> list[tuple[str, float, float,
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=20, help="timed steps per variant (0: skip the MNIST table)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--subsample", type=int, nargs="+", default=[64], help="kernels per layer, subsampled DWP bound")
-    ap.add_argument("--saga", type=float, nargs="*", default=[],
-                    help="refresh probabilities of stored-gradient variants dwp-saga-p<p> (none by default)")
-    ap.add_argument("--sag", type=float, nargs="*", default=[],
-                    help="refresh probabilities of stored-gradient variants dwp-sag-p<p> (none by default)")
-    ap.add_argument("--stored-subset", type=int, default=None, metavar="M",
-                    help="kernels a stored-gradient variant refreshes per layer and step (default ⌈√n⌉): "
-                         "dwp-sag-p<p>-m<M>; with --alt-priors they run with those priors too")
-    ap.add_argument("--original", action="store_true",
-                    help="also time the original implementation's DWP step (dwp-original; about as slow as dwp-full)")
-    ap.add_argument("--resnet-steps", type=int, default=0,
-                    help="if > 0: also time a bayesianized timm resnet18 (N(0,1), dwp-sub256 and the stored variants)")
-    ap.add_argument("--resnet-input", nargs="+", type=workload, default=[(8, 64)], metavar="BxS",
-                    help="resnet18 workloads, batch x image size (default 8x64; timm's own input is 224): the "
-                         "DWP bound costs the same per step whatever the batch, the network does not")
-    ap.add_argument("--noise-train-steps", type=int, default=100,
-                    help="SAGA training steps before the gradient-noise table (warm tables)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--noise-draws", type=int, default=30, help="draws for the KL-noise table (0: skip)")
-    ap.add_argument("--accuracy-steps", type=int, default=0, help="if > 0: short MNIST-5k runs, full vs subsampled")
-    ap.add_argument("--accuracy-variants", nargs="+", default=None,
-                    help="variants of the accuracy runs (default: dwp-full, each dwp-sub<m>, normal)")
-    ap.add_argument("--alt-priors", nargs="+", metavar="PRIOR", default=None,
-                    help="another 7x7 and 5x5 prior, and optionally 3x3 (names or folders): adds dwp-full@alt, the "
-                         "exact bound with them; with a 3x3 one, --resnet-steps also times dwp-full@alt and "
-                         "dwp-sub4096@alt")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+@click.command(context_settings=CONTEXT)
+@click.option("--steps", type=click.IntRange(0), default=20, show_default=True,
+              help="Timed steps per variant (0: skip the MNIST table).")
+@click.option("--warmup", type=click.IntRange(0), default=3, show_default=True, help="Untimed rounds first.")
+@click.option("--batch", type=click.IntRange(1), default=128, show_default=True, help="Batch size.")
+@list_option("--subsample", convert=int, default=(64,), help="Kernels per layer, subsampled DWP bound.")
+@list_option("--saga", convert=float, help="Refresh probabilities of stored-gradient variants dwp-saga-p<p> "
+                                           "(none by default).")
+@list_option("--sag", convert=float, help="Refresh probabilities of stored-gradient variants dwp-sag-p<p> "
+                                          "(none by default).")
+@click.option("--stored-subset", type=click.IntRange(1), default=None, metavar="M",
+              help="Kernels a stored-gradient variant refreshes per layer and step (default ⌈√n⌉): dwp-sag-p<p>-m<M>; "
+                   "with --alt-priors they run with those priors too.")
+@click.option("--original", is_flag=True,
+              help="Also time the original implementation's DWP step (dwp-original; about as slow as dwp-full).")
+@click.option("--resnet-steps", type=click.IntRange(0), default=0, show_default=True,
+              help="If > 0: also time a bayesianized timm resnet18 (N(0,1), dwp-sub256 and the stored variants).")
+@list_option("--resnet-input", convert=workload, default=("8x64",), metavar="BxS,…",
+             help="resnet18 workloads, batch x image size (timm's own input is 224): the DWP bound costs the same "
+                  "per step whatever the batch, the network does not.")
+@click.option("--noise-train-steps", type=click.IntRange(0), default=100, show_default=True,
+              help="SAGA training steps before the gradient-noise table (warm tables).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads [default: torch's choice].")
+@click.option("--noise-draws", type=click.IntRange(0), default=30, show_default=True,
+              help="Draws for the KL-noise table (0: skip).")
+@click.option("--accuracy-steps", type=click.IntRange(0), default=0, show_default=True,
+              help="If > 0: short MNIST-5k runs, full vs subsampled.")
+@list_option("--accuracy-variants", help="Variants of the accuracy runs [default: dwp-full, each dwp-sub<m>, normal].")
+@list_option("--alt-priors", metavar="PRIOR,…",
+             help="Another 7x7 and 5x5 prior, and optionally 3x3 (names or folders): adds dwp-full@alt, the exact "
+                  "bound with them; with a 3x3 one, --resnet-steps also times dwp-full@alt and dwp-sub4096@alt.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data, models and batches.")
+def main(**options: Any) -> None:
+    """Training-step cost of VI with each prior on the paper's MNIST net, measured side by side."""
+    args = SimpleNamespace(**options)
+    if args.alt_priors and len(args.alt_priors) not in (2, 3):
+        raise click.BadParameter("takes a 7x7 and a 5x5 prior, and optionally a 3x3 one", param_hint="--alt-priors")
     if args.threads:
         torch.set_num_threads(args.threads)
     priors: dict = {7: DWPrior.from_pretrained("dwp/notmnist-7x7"), 5: DWPrior.from_pretrained("dwp/notmnist-5x5")}
     if args.alt_priors:
-        if len(args.alt_priors) not in (2, 3):
-            ap.error("--alt-priors takes a 7x7 and a 5x5 prior, and optionally a 3x3 one")
         priors["alt"] = {k: DWPrior.from_pretrained(spec) for k, spec in zip((7, 5, 3), args.alt_priors)}
     data = mnist_5k(seed=args.seed)
     x_all, y_all = data.train.tensors

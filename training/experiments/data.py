@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dwp_hub.atomic import staged_file
+
 IMAGE_SIZE = 28
 BUILT_IN = "mnist-5k"
 FULL_MNIST = "mnist"
@@ -120,14 +122,9 @@ def export_target(target: Target, path: str | os.PathLike) -> Path:
     """Write `target` as a compressed npz (x, y), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    try:
-        pool = {} if target.pool is None else {"pool": np.array(target.pool)}
+    pool = {} if target.pool is None else {"pool": np.array(target.pool)}
+    with staged_file(path, suffix=".npz") as tmp:  # the suffix stops numpy from appending its own
         np.savez_compressed(tmp, x=target.x, y=target.y, **pool)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

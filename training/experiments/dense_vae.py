@@ -1,4 +1,4 @@
-"""The paper's convolutional kernel VAE against a dense one, fitted to the same kernels (issue #13).
+"""The paper's convolutional kernel VAE against a dense one, fitted to the same kernels, for a cheaper exact bound.
 
     python -m training.experiments.dense_vae --out training/results/runs/dense-vae
 
@@ -31,47 +31,48 @@ d4-sign`` adds each of those negated (16×, suffix ``-d4-sign``): a prior that f
 ``--kl-weight`` (below 1) and ``--free-bits`` (nats per latent dimension) change the fitting objective only
 (``objective``; folder suffixes ``-kl<w>``, ``-fb<n>``): the fitted model is still a VAE prior with N(0, I) latents,
 scored by the same IWAE. Fitted by the ELBO, the bundled priors put much of their kernels' energy into the decoder's
-noise and little into the decoder means that ``init`` draws (issue #12, session 28).
+noise and little into the decoder means that ``init`` draws.
 
 ``--min-norm`` drops the kernels below that norm where it is above the build's threshold (suffix ``-mn<x>``), and
-``--equal-norms`` scales every kernel to the training kernels' median norm (suffix ``-eq``): the small-norm ablations
-of issue #12, session 29. Our source nets leave a long tail of part-decayed kernels (norms from the threshold up,
-coefficient of variation ~0.5), and a VAE fitted to them is densest at the zero kernel, which draws a DWP posterior's
+``--equal-norms`` scales every kernel to the training kernels' median norm (suffix ``-eq``): small-norm ablations,
+from the search for why our 5x5 prior gained less than the authors'. Our source nets leave a long tail of
+part-decayed kernels (norms from the threshold up, coefficient of variation ~0.5), and a VAE fitted to them is densest at the zero kernel, which draws a DWP posterior's
 5x5 kernels towards zero (``training/results/runs/shrinkage/``).
 
 ``--noise S`` adds fresh Gaussian noise of std S a weight to every training batch (suffix ``-n<S>``), so the VAE fits
 the kernels' density smoothed at about the posterior's σ; ``--architectures shell`` fits ``dwp-shell-KxK``, whose
-decoder means all lie at the training kernels' median norm. Both are session 30's attempts to move the density peak
+decoder means all lie at the training kernels' median norm (registered by ``training/research_architectures.py``;
+``--architectures dense32`` fits the 32-wide dense VAE). Both are attempts to move the density peak
 away from the zero kernel; neither keeps a DWP posterior's 5x5 layer both alive and accurate (runs README).
 ``--shape-noise R`` adds noise whose norm is about R times each kernel's own and scales the kernel back to its norm
-(suffix ``-sn<R>``): the shapes smoothed, the norms kept. Session 30 found the authors' 5x5 gain in its kernels'
+(suffix ``-sn<R>``): the shapes smoothed, the norms kept. The authors' 5x5 gain lies in its kernels'
 shapes, and their samples carry as much decoder noise as mean; this gives our own kernels that kind of spread. Neither
-it nor ``d4-sign`` gains in Fig. 2 (issue #12, session 31).
+it nor ``d4-sign`` gains in Fig. 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
+
 import dwp_hub
 from dwp_hub import DWPrior
-from dwp_hub.architectures import ShellDecoder
 from dwp_hub.gaussian import kl_to_standard_normal, log_normal
 from dwp_hub.prior_folder import MAX_KERNEL_SAMPLES, encode_kernel_sets
 from training.baselines import full_gaussian_loglik, isotropic_gaussian_loglik
 from training.build import DATA_RECORD, data_facts
 from training.card import render_card
-from training.checkpoint import load_tensors
-from training.kernel_sets import choose_threshold
+from training.cli_options import CONTEXT, list_option
+from training.kernel_sets import pooled_kernel_set
+from training.research_architectures import ShellDecoder
 
 COLUMNS = ["prior", "architecture", "z_dim", "parameters", "train_kernels", "heldout_kernels", "steps",
            "heldout_iwae", "train_iwae", "fit_seconds"]
@@ -135,21 +136,6 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
     return time.monotonic() - t0
 
 
-def kernel_set(paths: list[Path], min_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Train and held-out kernels of build kernel-set files, pooled and filtered again by the build's norm threshold,
-    or by `min_norm` where that is higher."""
-    sets = [load_tensors(path)[0] for path in paths]
-    train, held = torch.cat([k["train"] for k in sets]), torch.cat([k["heldout"] for k in sets])
-    norms = torch.cat([train, held]).flatten(1).norm(dim=1)
-    t = choose_threshold(norms.numpy())
-    cut = max(t.value, min_norm)
-    keep = lambda k: k[k.flatten(1).norm(dim=1) >= cut]  # noqa: E731
-    method = t.method if cut == t.value else f"--min-norm {min_norm:g} (the build's rule: {t.value:.3g})"
-    record = {"kernel_set": "+".join(map(str, paths)), "threshold": cut, "threshold_method": method,
-              "kernels_in_file": len(norms), "kernels_kept": int((norms >= cut).sum())}
-    return keep(train), keep(held), record
-
-
 def source_provenance(paths: list[Path]) -> dict[str, Any]:
     """What the source-net records (nets.json files) say about the nets behind a kernel set, for the provenance;
     with the first data record (``data.json`` of a build's source nets) found beside them, what they were trained on."""
@@ -190,109 +176,137 @@ def score(prior: DWPrior, kernels: torch.Tensor, samples: int, seed: int) -> flo
     return prior.log_prob(kernels, samples, generator=torch.Generator().manual_seed(seed), progress=False).mean().item()
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="folder for the fitted priors and fits.csv")
-    p.add_argument("--priors", default="dwp/notmnist-7x7,dwp/notmnist-5x5",
-                   help="bundled priors, comma-separated ('' for none)")
-    p.add_argument("--kernel-set", action="append", default=[], metavar="NAME=FILE[+FILE…]",
-                   help="fit a build's kernel-set file under NAME; FILE+FILE… pools several (repeatable; see above)")
-    p.add_argument("--domain", default="notmnist", help="domain of the priors fitted to --kernel-set files")
-    p.add_argument("--architectures", default="vae,dense", help="which to fit: vae (the paper's), dense, or both")
-    p.add_argument("--steps", type=int, default=40_000)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--iwae-samples", type=int, default=1000)
-    p.add_argument("--score-train", type=int, default=1000, help="training kernels scored (overfitting check)")
-    p.add_argument("--kernel-scale", type=float, default=1.0,
-                   help="multiply every kernel by this before fitting and scoring (issue #12's scale test: the same "
-                        "shapes at the authors' kernel norm); recorded in the prior's provenance and folder name")
-    p.add_argument("--augment", choices=["none", "d4", "d4-sign"], default="none",
-                   help="d4: train on every training kernel under the 8 rotations and reflections of the square "
-                        "(a prior from few kernels, issue #12); d4-sign: those and their negatives; held-out "
-                        "kernels are scored as they are")
-    p.add_argument("--z-dim", type=int, default=None,
-                   help="latent size of the fitted VAEs (default: a bundled prior's own, else the architecture's); "
-                        "a size other than the default is in the folder name")
-    p.add_argument("--sources", action="append", default=[], type=Path, metavar="NETS_JSON",
-                   help="records of the source nets behind --kernel-set (repeatable): written into each fitted "
-                        "prior's provenance and model card")
-    p.add_argument("--kl-weight", type=float, default=1.0,
-                   help="weight of the latent KL in the fitting objective (1: the paper's ELBO); in the folder name")
-    p.add_argument("--free-bits", type=float, default=0.0,
-                   help="nats per latent dimension below which its KL is not penalised (0: none); in the folder name")
-    p.add_argument("--min-norm", type=float, default=0.0,
-                   help="drop the kernels below this norm where it is above the build's threshold (suffix -mn<x>)")
-    p.add_argument("--equal-norms", action="store_true",
-                   help="scale every kernel to the training kernels' median norm before fitting (suffix -eq)")
-    p.add_argument("--noise", type=float, default=0.0,
-                   help="fit to the kernels plus fresh Gaussian noise of this std a weight each batch: the density "
-                        "smoothed at about the posterior's σ (suffix -n<s>); held-out kernels are scored as they are")
-    p.add_argument("--shape-noise", type=float, default=0.0,
-                   help="fit to the kernels plus fresh Gaussian noise whose norm is about this fraction of each "
-                        "kernel's norm, each batch, scaled back to the kernel's norm: the shapes smoothed, the norms "
-                        "kept (suffix -sn<r>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    argv = sys.argv[1:] if argv is None else argv
-    a = p.parse_args(argv)
-    fitted_by = {"fit_command": shlex.join(["python", "-m", "training.experiments.dense_vae", *argv]),
+class RecordedCommand(click.Command):
+    """A click command that keeps its arguments as given (``ctx.meta["argv"]``), for the fit's provenance."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def kernel_set_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+                     ) -> tuple[tuple[str, list[Path]], ...]:
+    """``NAME=FILE[+FILE…]`` values as (NAME, [FILE, …]); a value without both parts is a usage error."""
+    pairs = []
+    for item in values:
+        name, _, files = item.partition("=")
+        if not name or not files:
+            raise click.BadParameter(f"{item!r}: give NAME=FILE[+FILE…]")
+        pairs.append((name, [Path(f) for f in files.split("+")]))
+    return tuple(pairs)
+
+
+@click.command(cls=RecordedCommand, context_settings=CONTEXT)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the fitted priors and fits.csv.")
+@list_option("--priors", default=("dwp/notmnist-7x7", "dwp/notmnist-5x5"),
+             help="Bundled priors (comma-separated, repeatable; '' for none).")
+@click.option("--kernel-set", "kernel_sets", multiple=True, metavar="NAME=FILE[+FILE…]", callback=kernel_set_pairs,
+              help="Fit a build's kernel-set file under NAME; FILE+FILE… pools several (repeatable).")
+@click.option("--domain", default="notmnist", show_default=True,
+              help="Domain of the priors fitted to --kernel-set files.")
+@list_option("--architectures", default=("vae", "dense"),
+             help="Which to fit (comma-separated, repeatable): vae (the paper's), dense, and the research dense32 "
+                  "and shell.")
+@click.option("--steps", type=int, default=40_000, show_default=True)
+@click.option("--batch", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--iwae-samples", type=int, default=1000, show_default=True)
+@click.option("--score-train", type=int, default=1000, show_default=True,
+              help="Training kernels scored (overfitting check).")
+@click.option("--kernel-scale", type=float, default=1.0, show_default=True,
+              help="Multiply every kernel by this before fitting and scoring (the scale test: the same shapes at the "
+                   "authors' kernel norm); recorded in the prior's provenance and folder name.")
+@click.option("--augment", type=click.Choice(["none", "d4", "d4-sign"]), default="none", show_default=True,
+              help="d4: train on every training kernel under the 8 rotations and reflections of the square (a prior "
+                   "from few kernels); d4-sign: those and their negatives; held-out kernels are scored as they are.")
+@click.option("--z-dim", type=int, default=None,
+              help="Latent size of the fitted VAEs (default: a bundled prior's own, else the architecture's); a size "
+                   "other than the default is in the folder name.")
+@click.option("--sources", "source_records", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="NETS_JSON",
+              help="Records of the source nets behind --kernel-set (repeatable): written into each fitted prior's "
+                   "provenance and model card.")
+@click.option("--kl-weight", type=float, default=1.0, show_default=True,
+              help="Weight of the latent KL in the fitting objective (1: the paper's ELBO); in the folder name.")
+@click.option("--free-bits", type=float, default=0.0, show_default=True,
+              help="Nats per latent dimension below which its KL is not penalised (0: none); in the folder name.")
+@click.option("--min-norm", type=float, default=0.0, show_default=True,
+              help="Drop the kernels below this norm where it is above the build's threshold (suffix -mn<x>).")
+@click.option("--equal-norms", is_flag=True,
+              help="Scale every kernel to the training kernels' median norm before fitting (suffix -eq).")
+@click.option("--noise", type=float, default=0.0, show_default=True,
+              help="Fit to the kernels plus fresh Gaussian noise of this std a weight each batch: the density smoothed "
+                   "at about the posterior's σ (suffix -n<s>); held-out kernels are scored as they are.")
+@click.option("--shape-noise", type=float, default=0.0, show_default=True,
+              help="Fit to the kernels plus fresh Gaussian noise whose norm is about this fraction of each kernel's "
+                   "norm, each batch, scaled back to the kernel's norm: the shapes smoothed, the norms kept "
+                   "(suffix -sn<r>).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.pass_context
+def main(ctx: click.Context, out: Path, priors: tuple[str, ...], kernel_sets: tuple[tuple[str, list[Path]], ...],
+         domain: str, architectures: tuple[str, ...], steps: int, batch: int, lr: float, iwae_samples: int,
+         score_train: int, kernel_scale: float, augment: str, z_dim: int | None, source_records: tuple[Path, ...],
+         kl_weight: float, free_bits: float, min_norm: float, equal_norms: bool, noise: float, shape_noise: float,
+         seed: int, threads: int) -> None:
+    """Fit the paper's convolutional kernel VAE and dense ones to the same kernels; score each on held-out kernels.
+
+    The kernels are those of each bundled prior in --priors and of each --kernel-set; every fit is saved as a prior
+    folder under --out, with one row per fit in OUT/fits.csv (the module's docstring says more on each option).
+    """
+    fitted_by = {"fit_command": shlex.join(["python", "-m", "training.experiments.dense_vae", *ctx.meta["argv"]]),
                  "dwp_hub_version": dwp_hub.__version__, "torch_version": torch.__version__,
                  "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")}
-    sources_record = source_provenance(a.sources) if a.sources else {}
-    torch.set_num_threads(a.threads)
-    out = Path(a.out)
+    sources_record = source_provenance(list(source_records)) if source_records else {}
+    torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "fits.csv"
-    sources = []  # (name, train, held, domain, z_dim, the bundled prior or None, kernel-set record)
-    above = lambda k: k[k.flatten(1).norm(dim=1) >= a.min_norm]  # noqa: E731  (a bundled prior's kept kernels)
-    for name in filter(None, a.priors.split(",")):
+    fits = []  # (name, train, held, domain, z_dim, the bundled prior or None, kernel-set record)
+    above = lambda k: k[k.flatten(1).norm(dim=1) >= min_norm]  # noqa: E731  (a bundled prior's kept kernels)
+    for name in priors:
         bundled = DWPrior.from_pretrained(name)
-        sources.append((name, above(bundled.source_kernels("train")), above(bundled.source_kernels("heldout")),
-                        bundled.config.domain, bundled.config.z_dim, bundled, {}))
-    for item in a.kernel_set:
-        name, _, path = item.partition("=")
-        if not name or not path:
-            p.error(f"--kernel-set {item!r}: give NAME=FILE")
-        train, held, record = kernel_set([Path(f) for f in path.split("+")], a.min_norm)
+        fits.append((name, above(bundled.source_kernels("train")), above(bundled.source_kernels("heldout")),
+                     bundled.config.domain, bundled.config.z_dim, bundled, {}))
+    for name, paths in kernel_sets:
+        train, held, record = pooled_kernel_set(paths, min_norm)
         print(f"{name}: {record['kernels_kept']} of {record['kernels_in_file']} kernels kept "
               f"(threshold {record['threshold']:.3g}); train {len(train)}, held out {len(held)}", flush=True)
-        sources.append((name, train, held, a.domain, None, None, record))
+        fits.append((name, train, held, domain, None, None, record))
     # what was changed from a plain fit, in the CSV's prior column and the folder names (the latent size has its column)
-    tags = [f"x{a.kernel_scale:g}"] if a.kernel_scale != 1 else []
-    if a.augment != "none":
-        tags.append(a.augment)
-    tags += [f"kl{a.kl_weight:g}"] if a.kl_weight != 1 else []
-    tags += [f"fb{a.free_bits:g}"] if a.free_bits else []
-    tags += [f"mn{a.min_norm:g}"] if a.min_norm else []
-    tags += ["eq"] if a.equal_norms else []
-    tags += [f"n{a.noise:g}"] if a.noise else []
-    tags += [f"sn{a.shape_noise:g}"] if a.shape_noise else []
-    suffix = "".join(f"-{t}" for t in tags) + (f"-z{a.z_dim}" if a.z_dim else "")
-    for name, train, held, domain, z_dim, bundled, record in sources:
-        if a.equal_norms:  # every kernel at the median norm of the training kernels: a prior over shapes
+    tags = [f"x{kernel_scale:g}"] if kernel_scale != 1 else []
+    if augment != "none":
+        tags.append(augment)
+    tags += [f"kl{kl_weight:g}"] if kl_weight != 1 else []
+    tags += [f"fb{free_bits:g}"] if free_bits else []
+    tags += [f"mn{min_norm:g}"] if min_norm else []
+    tags += ["eq"] if equal_norms else []
+    tags += [f"n{noise:g}"] if noise else []
+    tags += [f"sn{shape_noise:g}"] if shape_noise else []
+    suffix = "".join(f"-{t}" for t in tags) + (f"-z{z_dim}" if z_dim else "")
+    for name, train, held, fit_domain, own_z_dim, bundled, record in fits:
+        if equal_norms:  # every kernel at the median norm of the training kernels: a prior over shapes
             median = train.flatten(1).norm(dim=1).median()
             train, held = (k / k.flatten(1).norm(dim=1)[:, None, None] * median for k in (train, held))
-        plain, held = train * a.kernel_scale, held * a.kernel_scale
-        train = dihedral(plain) if a.augment != "none" else plain
-        train = torch.cat([train, -train]) if a.augment == "d4-sign" else train
+        plain, held = train * kernel_scale, held * kernel_scale
+        train = dihedral(plain) if augment != "none" else plain
+        train = torch.cat([train, -train]) if augment == "d4-sign" else train
         k = train.shape[-1]
         candidates = [(f"{bundled.config.architecture} (bundled)", bundled, None)] if bundled else []
-        for arch in (f"dwp-{family}-{k}x{k}" for family in a.architectures.split(",")):
-            torch.manual_seed(a.seed)  # the VAE's initial weights: the same fit on every run
-            prior = DWPrior.for_kernel_size(k, domain, z_dim=a.z_dim or z_dim, architecture=arch)
+        for arch in (f"dwp-{family}-{k}x{k}" for family in architectures):
+            torch.manual_seed(seed)  # the VAE's initial weights: the same fit on every run
+            prior = DWPrior.for_kernel_size(k, fit_domain, z_dim=z_dim or own_z_dim, architecture=arch)
             if isinstance(prior.decoder, ShellDecoder):  # decoder means at the training kernels' median norm
                 prior.decoder.radius.fill_(plain.flatten(1).norm(dim=1).median())
             candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
-            seconds = (fit(prior, train, a.steps, a.batch, a.lr, a.seed, a.kl_weight, a.free_bits, a.noise,
-                           a.shape_noise)
+            seconds = (fit(prior, train, steps, batch, lr, seed, kl_weight, free_bits, noise, shape_noise)
                        if arch else float("nan"))
             row = dict(prior=" ".join([name, *tags]), architecture=label,
                        z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()),
-                       train_kernels=len(train), heldout_kernels=len(held), steps=a.steps if arch else "",
-                       heldout_iwae=round(score(prior, held, a.iwae_samples, a.seed + 1), 3),
-                       train_iwae=round(score(prior, train[:a.score_train], a.iwae_samples, a.seed + 1), 3),
+                       train_kernels=len(train), heldout_kernels=len(held), steps=steps if arch else "",
+                       heldout_iwae=round(score(prior, held, iwae_samples, seed + 1), 3),
+                       train_iwae=round(score(prior, train[:score_train], iwae_samples, seed + 1), 3),
                        fit_seconds=round(seconds, 1))
             print(" ".join(f"{c}={v}" for c, v in row.items()), flush=True)
             new = not table.exists()
@@ -303,17 +317,17 @@ def main(argv: list[str] | None = None) -> None:
                 writer.writerow(row)
             if arch:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", **fitted_by, "kernels_of": name,
-                                    "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
-                                    "kernel_scale": a.kernel_scale, "augment": a.augment,
-                                    "min_norm": a.min_norm, "equal_norms": a.equal_norms, "noise": a.noise,
-                                    "shape_noise": a.shape_noise,
-                                    "kl_weight": a.kl_weight, "free_bits": a.free_bits, "z_dim": prior.config.z_dim,
+                                    "steps": steps, "batch": batch, "lr": lr, "seed": seed,
+                                    "kernel_scale": kernel_scale, "augment": augment,
+                                    "min_norm": min_norm, "equal_norms": equal_norms, "noise": noise,
+                                    "shape_noise": shape_noise,
+                                    "kl_weight": kl_weight, "free_bits": free_bits, "z_dim": prior.config.z_dim,
                                     "kernels_train": len(plain), "kernels_heldout": len(held),
                                     "fit_seconds": round(seconds, 1),
-                                    "heldout_iwae_loglik": row["heldout_iwae"], "iwae_samples": a.iwae_samples,
+                                    "heldout_iwae_loglik": row["heldout_iwae"], "iwae_samples": iwae_samples,
                                     **sources_record, **record}
-                folder = out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{a.steps}{suffix}"
-                save_folder(prior, folder, plain, held, a.seed)
+                folder = out / f"{name.split('/')[-1]}-{arch.split('-')[1]}-{steps}{suffix}"
+                save_folder(prior, folder, plain, held, seed)
 
 
 def save_folder(prior: DWPrior, folder: Path, train: torch.Tensor, held: torch.Tensor, seed: int) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from dwp_hub.bayes_conv import bayes_layers
 
-from . import fig2, fig3, fig4, gap, runner
+from . import appendix_b, fig2, fig3, fig4, runner
 from .context import RunContext
 from .settings import FULL
 
@@ -85,9 +85,9 @@ def estimate(ctx: RunContext, workers: int = 1, steps: int = 20, say=print) -> d
     dwp_net, _ = fig2.train_vi("dwp", train_idx, replace(s2, steps=2), 0, ctx, log)
     layers = dict(bayes_layers(dwp_net))
     k_probe = min(sg.iwae_samples, 1000)
-    iwae = _clock(lambda: gap.approximation_gap(dwp_net, num_samples=k_probe, max_kernels=8), dev)
+    iwae = _clock(lambda: appendix_b.approximation_gap(dwp_net, num_samples=k_probe, max_kernels=8), dev)
     iwae_run = iwae[pick] * (sg.iwae_samples / k_probe) * (sg.max_kernels / 8)
-    prior_r = _clock(lambda: [gap.prior_r_bound(layer, sg.prior_z_samples, 8) for layer in layers.values()], dev)
+    prior_r = _clock(lambda: [appendix_b.prior_r_bound(layer, sg.prior_z_samples, 8) for layer in layers.values()], dev)
     gap_run = sg.vi.steps * step["dwp"][pick] + ev[pick] + iwae_run + prior_r[pick] * sg.max_kernels / 8
     gap_total = gap_run * len(sg.sizes) * len(sg.seeds)
     say(f"gap IWAE pass (K={sg.iwae_samples:,}, {sg.max_kernels} kernels/layer): ~{iwae_run:.1f} s")

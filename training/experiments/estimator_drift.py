@@ -1,4 +1,4 @@
-"""How fast a kernel's stored or linearised DWP term goes stale under VI (issue #13): gradients against the exact bound's.
+"""How fast a kernel's stored or linearised DWP term goes stale under VI: gradients against the exact bound's.
 
     python -m training.experiments.estimator_drift --out training/results/runs/estimator-drift/drift.csv
 
@@ -25,18 +25,20 @@ only while its error stays below ``exact-1``'s (one fresh draw). The value colum
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import math
 from pathlib import Path
 from typing import Callable
 
+import click
 import torch
 
 from dwp_hub import bayesianize, elbo_loss, kl, parameter_groups
+from dwp_hub.atomic import staged_file
 from dwp_hub.bayes_conv import bayes_layers
 from dwp_hub.gaussian import bounded_variance, kl_to_standard_normal, log_normal
+from training.cli_options import CONTEXT, list_option
 
 from .data import load_target
 from .nets import classifier, xavier_
@@ -191,30 +193,32 @@ def measure(n_train: int, seed: int, lags: list[int], warmup: int, kernels: int,
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="CSV file to write (replaced)")
-    p.add_argument("--sizes", default="50,1000", help="N of the Fig. 2 runs, comma-separated")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lags", default="8,32,64,256", help="steps between the two snapshots, comma-separated")
-    p.add_argument("--warmup", type=int, default=64, help="training steps before the first snapshot")
-    p.add_argument("--kernels", type=int, default=512, help="kernels of the 5x5 layer measured")
-    p.add_argument("--draws", type=int, default=32, help="draws averaged by the -R candidates (reference: 4×)")
-    p.add_argument("--target", default="mnist")
-    p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    lags = [int(t) for t in a.lags.split(",")]
-    rows = [r for n in a.sizes.split(",")
-            for r in measure(int(n), a.seed, lags, a.warmup, a.kernels, a.draws, a.target)]
-    out = Path(a.out)
+@click.command(context_settings=CONTEXT)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV file to write (replaced).")
+@list_option("--sizes", convert=int, default=(50, 1000), help="N of the Fig. 2 runs (comma-separated, repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@list_option("--lags", convert=int, default=(8, 32, 64, 256),
+             help="Steps between the two snapshots (comma-separated, repeatable).")
+@click.option("--warmup", type=int, default=64, show_default=True, help="Training steps before the first snapshot.")
+@click.option("--kernels", type=int, default=512, show_default=True, help="Kernels of the 5x5 layer measured.")
+@click.option("--draws", type=int, default=32, show_default=True,
+              help="Draws averaged by the -R candidates (reference: 4×).")
+@click.option("--target", default="mnist", show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+def main(out: Path, sizes: tuple[int, ...], seed: int, lags: tuple[int, ...], warmup: int, kernels: int, draws: int,
+         target: str, threads: int) -> None:
+    """How fast a kernel's stored or linearised DWP term goes stale under VI: gradients against the exact bound's.
+
+    Writes one CSV row per N, lag and candidate estimator (see the module's docstring).
+    """
+    torch.set_num_threads(threads)
+    rows = [r for n in sizes for r in measure(n, seed, list(lags), warmup, kernels, draws, target)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    with open(tmp, "w", newline="") as f:
+    with staged_file(out) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out)
 
 
 if __name__ == "__main__":

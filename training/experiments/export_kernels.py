@@ -1,4 +1,4 @@
-"""Write kernel-set files for ``dense_vae.py --kernel-set`` from single source nets (issue #12's narrow-net priors).
+"""Write kernel-set files for ``dense_vae.py --kernel-set`` from single source nets (the shipped notMNIST priors' recipe).
 
     python -m training.experiments.export_kernels --net NET.safetensors --layer features.3 --kernel-size 5 --out F
     python -m training.experiments.export_kernels --kernel-set BUILD_SET.safetensors --part heldout --as heldout --out F
@@ -14,12 +14,12 @@ common yardstick. The file's metadata names its source. An existing ``--out`` is
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import click
 import torch
 
-from training.checkpoint import load_tensors, save_tensors
+from training.training_state import load_tensors, save_tensors
 from training.kernel_sets import layer_kernels
 
 PARTS = ("train", "heldout")
@@ -37,34 +37,41 @@ def export(kernels: torch.Tensor, side: str, out: Path, source: dict[str, str]) 
     return save_tensors(out, parts, {**source, "part": side, "kernels": len(kernels)})
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m training.experiments.export_kernels", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--net", type=Path, help="a source-net checkpoint (.safetensors)")
-    src.add_argument("--kernel-set", type=Path, help="a build's kernel-set file")
-    p.add_argument("--layer", help="with --net: the conv layer, e.g. features.0")
-    p.add_argument("--kernel-size", type=int, help="with --net: the layer's kernel size")
-    p.add_argument("--part", choices=PARTS, help="with --kernel-set: which of its parts to take")
-    p.add_argument("--as", dest="side", choices=PARTS, default="train", help="the part of --out they go into")
-    p.add_argument("--out", type=Path, required=True)
-    a = p.parse_args(argv)
-    if a.out.exists():
-        p.error(f"{a.out} exists already: give a new --out")
-    if a.net:
-        if not a.layer or not a.kernel_size:
-            p.error("--net needs --layer and --kernel-size")
-        state, _ = load_tensors(a.net)
-        kernels = layer_kernels(state, a.layer, a.kernel_size)
-        source = {"net": str(a.net), "layer": a.layer}
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--net", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A source-net checkpoint (.safetensors).")
+@click.option("--kernel-set", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A build's kernel-set file.")
+@click.option("--layer", help="With --net: the conv layer, e.g. features.0.")
+@click.option("--kernel-size", type=int, help="With --net: the layer's kernel size.")
+@click.option("--part", type=click.Choice(PARTS), help="With --kernel-set: which of its parts to take.")
+@click.option("--as", "side", type=click.Choice(PARTS), default="train", show_default=True,
+              help="The part of --out they go into.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The kernel-set file to write (new).")
+def main(net: Path | None, kernel_set: Path | None, layer: str | None, kernel_size: int | None, part: str | None,
+         side: str, out: Path) -> None:
+    """Write one conv layer of --net, or one part of --kernel-set, as the --as part of a new kernel-set file --out."""
+    if (net is None) == (kernel_set is None):
+        raise click.UsageError("give exactly one of --net and --kernel-set")
+    if out.exists():
+        raise click.UsageError(f"{out} exists already: give a new --out")
+    if net:
+        if not layer or not kernel_size:
+            raise click.UsageError("--net needs --layer and --kernel-size")
+        state, _ = load_tensors(net)
+        try:
+            kernels = layer_kernels(state, layer, kernel_size)
+        except (KeyError, ValueError) as e:
+            raise click.UsageError(f"{net}: {e}") from None
+        source = {"net": str(net), "layer": layer}
     else:
-        if not a.part:
-            p.error("--kernel-set needs --part")
-        kernels = load_tensors(a.kernel_set)[0][a.part]
-        source = {"kernel_set": str(a.kernel_set), "kernel_set_part": a.part}
-    export(kernels, a.side, a.out, source)
+        if not part:
+            raise click.UsageError("--kernel-set needs --part")
+        kernels = load_tensors(kernel_set)[0][part]
+        source = {"kernel_set": str(kernel_set), "kernel_set_part": part}
+    export(kernels, side, out, source)
     norms = kernels.flatten(1).norm(dim=1)
-    print(f"{a.out}: {len(kernels)} kernels as {a.side}, mean norm {norms.mean():.4f}")
+    click.echo(f"{out}: {len(kernels)} kernels as {side}, mean norm {norms.mean():.4f}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ the same μ init (by default samples of the configured 7x7 and 5x5 deep weight p
 does for every method, or of other priors given as ``--init-prior7/5``; ``init="xavier"`` is the recorded
 variant; both from the split seed), the same batches, steps and learning-rate schedule (Fig2Settings) and
 the same KL estimator: for every prior the entropy of q is exact and the rest of the KL is estimated on the
-same number of random kernels per layer (kl_subsample.py). The test set is the target's: MNIST's official
-10,000 test images by default.
+same number of random kernels per layer (``bayesianize(subsample=)``, ``dwp_hub.SubsampledKL``). The test set
+is the target's: MNIST's official 10,000 test images by default.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dwp_hub import (DWPBound, LogUniformPrior, NormalPrior, bayesianize, elbo_loss, evaluate, init_from_prior, kl,
-                     parameter_groups)
+from dwp_hub import (DWPBound, LogUniformPrior, NormalPrior, SubsampledKL, bayesianize, elbo_loss, evaluate,
+                     init_from_prior, kl, parameter_groups)
 from dwp_hub.bayes_conv import bayes_layers
 
 from .context import RunContext, RunLog, adam
-from .kl_subsample import SubsampledKL
 from .nets import classifier, xavier_
 from .settings import Fig2Settings
 
@@ -45,22 +44,21 @@ def plan(s: Fig2Settings) -> list[tuple[str, dict]]:
             for n in s.sizes for seed in s.seeds for m in s.methods]
 
 
-def prior_spec(method: str, subsample: int | None, ctx: RunContext):
+def prior_spec(method: str, ctx: RunContext):
     """The `priors` argument of bayesianize for `method` (None for the deterministic net).
 
-    Closed-form priors are wrapped in SubsampledKL so that their KL is estimated exactly like the DWP bound
-    (bayesianize's `subsample` does that for DWP).
+    bayesianize's `subsample` gives every one of them the same KL estimator (the DWP bound's).
     """
     if method == "deterministic":
         return None
     if method == "normal":
-        return SubsampledKL(NormalPrior(), subsample)
+        return NormalPrior()
     if method == "log-uniform":
-        return SubsampledKL(LogUniformPrior(), subsample)
+        return LogUniformPrior()
     if method == "dwp":
         return {k: ctx.priors.dwp(k) for k in (7, 5)}
     if method == "mv-gaussian":
-        return {k: SubsampledKL(ctx.priors.mv_gaussian(k), subsample) for k in (7, 5)}
+        return {k: ctx.priors.mv_gaussian(k) for k in (7, 5)}
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -81,7 +79,7 @@ def train_vi(method: str, train_idx: np.ndarray, s: Fig2Settings, seed: int, ctx
     if s.dwp_estimator not in DWP_ESTIMATORS:
         raise ValueError(f"fig2.dwp_estimator={s.dwp_estimator!r}: known: {', '.join(DWP_ESTIMATORS)}")
     stored = None if s.dwp_estimator == "subsample" or method != "dwp" else s.dwp_estimator
-    spec = prior_spec(method, s.kl_subsample, ctx)
+    spec = prior_spec(method, ctx)
     lrs = {"mean": s.lr, "other": s.lr, "reverse": s.lr, "log_sigma2": s.lr_log_sigma2}
     if spec is not None:
         report = bayesianize(net, priors=spec, init_log_sigma2=s.init_log_sigma2, subsample=s.kl_subsample,

@@ -1,4 +1,4 @@
-"""Split the installed fonts into a light and a heavy half by stroke weight (issue #12's font-selection ablation).
+"""Split the installed fonts into a light and a heavy half by stroke weight (the font-half source nets of notmnist-5x5).
 
     python -m training.experiments.font_split --out build/font-split
 
@@ -13,11 +13,11 @@ sub-folder per file, so the file names (which seed each font's renders) stay as 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
 
+import click
 import numpy as np
 
 from training import fonts
@@ -25,30 +25,31 @@ from training import fonts
 HALVES = ("light", "heavy")
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m training.experiments.font_split", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="folder for light/, heavy/, fonts.csv and split.json")
-    p.add_argument("--font-dir", action="append", default=[], help="font folders (default: the system's)")
-    a = p.parse_args(argv)
-    taken = [d for d in (*(a.out / h for h in HALVES), a.out / "fonts.csv", a.out / "split.json") if d.exists()]
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for light/, heavy/, fonts.csv and split.json.")
+@click.option("--font-dir", "font_dirs", multiple=True, help="Font folder (repeatable; default: the system's).")
+def main(out: Path, font_dirs: tuple[str, ...]) -> None:
+    """Split the usable fonts at the median ink fraction into OUT/light and OUT/heavy (folders of links)."""
+    taken = [d for d in (*(out / h for h in HALVES), out / "fonts.csv", out / "split.json") if d.exists()]
     if taken:
-        p.error(f"{', '.join(map(str, taken))} exists already: give a new --out")
-    dirs = a.font_dir or list(fonts.DEFAULT_FONT_DIRS)
+        raise click.UsageError(f"{', '.join(map(str, taken))} exists already: give a new --out")
+    dirs = list(font_dirs) or list(fonts.DEFAULT_FONT_DIRS)
     faces, rejected = fonts.find_fonts(dirs)
     if len(faces) < 4:
-        p.error(f"found {len(faces)} usable fonts under {dirs}: too few to split (run training/install_fonts.sh)")
+        raise click.UsageError(f"found {len(faces)} usable fonts under {dirs}: too few to split "
+                               "(run training/install_fonts.sh)")
     ink = np.array([fonts.ink_fraction(f.path) for f in faces])
     median = float(np.median(ink))
     rows = []
     for i, (face, value) in enumerate(zip(faces, ink)):
         half = HALVES[int(value > median)]
-        link = a.out / half / f"{i:05d}" / face.path.name
+        link = out / half / f"{i:05d}" / face.path.name
         link.parent.mkdir(parents=True)
         link.symlink_to(face.path.resolve())
         rows.append({"font": face.path.name, "family": face.family, "sha1": face.sha1, "ink": round(float(value), 5),
                      "half": half})
-    with (a.out / "fonts.csv").open("w", newline="") as f:
+    with (out / "fonts.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
                "fonts": {h: sum(r["half"] == h for r in rows) for h in HALVES},
                "families": {h: len({r["family"] for r in rows if r["half"] == h}) for h in HALVES},
                "mean_ink": {h: round(float(np.mean([r["ink"] for r in rows if r["half"] == h])), 5) for h in HALVES}}
-    (a.out / "split.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary))
+    (out / "split.json").write_text(json.dumps(summary, indent=1) + "\n")
+    click.echo(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -12,14 +12,16 @@ One row per (net, layer); a rerun replaces the file.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
 
+import click
 import torch
 
-from training.checkpoint import load_tensors
+from dwp_hub.atomic import staged_file
+from training.training_state import load_tensors
+from training.cli_options import CONTEXT
 from training.source_nets import build_source_net, conv_layers
 
 COLUMNS = ["source", "net", "seed", "layer", "kernel_size", "kernels", "cosine_median", "cosine_q10",
@@ -62,19 +64,19 @@ def drift_rows(folder: Path) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("folders", nargs="+", type=Path, help="source-net folders (<build>/work/sources/<name>)")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write")
-    args = p.parse_args(argv)
-    rows = [row for folder in args.folders for row in drift_rows(folder)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
+@click.command(context_settings=CONTEXT)
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write.")
+def main(folders: tuple[Path, ...], out: Path) -> None:
+    """How far training moved the kernels of the source nets in FOLDERS (<build>/work/sources/<name>) from their init."""
+    rows = [row for folder in folders for row in drift_rows(folder)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with staged_file(out) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     for r in rows:
-        print(f"{r['source']} {r['net']} {r['layer']} {r['kernel_size']}x{r['kernel_size']}: cosine to init "
+        click.echo(f"{r['source']} {r['net']} {r['layer']} {r['kernel_size']}x{r['kernel_size']}: cosine to init "
               f"{r['cosine_median']} (q10 {r['cosine_q10']}), change {r['relative_change_median']:.0%}, "
               f"norm {r['norm_mean']} (init {r['init_norm_mean']})")
 

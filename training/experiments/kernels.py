@@ -3,7 +3,7 @@
 An init is written ``SOURCE[:RESCALE]``: SOURCE is ``dwp`` (decoder means at z ~ N(0, I), one z per kernel,
 as the paper does), ``filters`` (kernels drawn from the prior's shipped source-kernel set) or ``xavier``
 (Glorot-uniform). RESCALE multiplies each layer's new kernels by one scalar, the options of
-``dwp_hub.init_from_prior`` (issue 5):
+``dwp_hub.init_from_prior``:
 
 - ``none``: raw kernels, in the scale of the source networks they come from;
 - ``match``: the layer's root-mean-square becomes what the model's own init gave it (PyTorch's default);

@@ -23,19 +23,21 @@ runs 10 seeds (as the paper), Fig. 4 three.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dwp_hub.init import init_from_prior
+
+from training.cli_options import CONTEXT, list_option
 
 from .records import append_rows
 
@@ -243,37 +245,39 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m training.experiments.natural", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, help="results folder (fig3.csv, fig4.csv, settings.json)")
-    p.add_argument("--report", type=Path, help="print the markdown summary of a results folder and stop")
-    p.add_argument("--quick", action="store_true", help="one seed, a few steps, --tiny data: a smoke test")
-    p.add_argument("--data-root", type=Path, default=Path("build"), help="folder holding photos/ (fetched if absent)")
-    p.add_argument("--models", nargs="+", default=list(MODELS))
-    p.add_argument("--inits", nargs="+", default=list(INITS))
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="Fig. 4 seeds (default 0 1 2)")
-    p.add_argument("--fig3-seeds", nargs="+", type=int, default=None, help="Fig. 3 seeds (default 0 … 9)")
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    if args.report:
-        print(report(args.report))
+@click.command(context_settings=CONTEXT)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results folder (fig3.csv, fig4.csv, settings.json).")
+@click.option("--report", "report_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Print the markdown summary of a results folder and stop.")
+@click.option("--quick", is_flag=True, help="One seed, a few steps, --tiny data: a smoke test.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
+              show_default=True, help="Folder holding photos/ (fetched if absent).")
+@list_option("--models", default=MODELS, help="Models (comma-separated, repeatable).")
+@list_option("--inits", default=INITS, help="Inits (comma-separated, repeatable).")
+@list_option("--seeds", convert=int, help="Fig. 4 seeds [default: 0,1,2].")
+@list_option("--fig3-seeds", convert=int, help="Fig. 3 seeds [default: 0 to 9].")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="Torch threads.")
+def main(out: Path | None, report_dir: Path | None, quick: bool, data_root: Path, models: tuple[str, ...],
+         inits: tuple[str, ...], seeds: tuple[int, ...], fig3_seeds: tuple[int, ...], threads: int) -> None:
+    """Fig. 3 and Fig. 4 on unseen photos: which kernels to start an RGB network from (resumable)."""
+    if report_dir:
+        click.echo(report(report_dir))
         return
-    if not args.out:
-        p.error("give --out or --report")
+    if not out:
+        raise click.UsageError("give --out or --report")
     from training.datasets import load_image_data
 
-    s = Settings(models=tuple(args.models), inits=tuple(args.inits), threads=args.threads,
-                 **(QUICK if args.quick else {}))
-    if args.seeds:
-        s.seeds = tuple(args.seeds)
-    if args.fig3_seeds:
-        s.fig3_seeds = tuple(args.fig3_seeds)
-    data = load_image_data("photo-heldout", args.data_root / "cache", data_root=args.data_root, tiny=args.quick)
+    s = Settings(models=models, inits=inits, threads=threads, **(QUICK if quick else {}))
+    if seeds:
+        s.seeds = seeds
+    if fig3_seeds:
+        s.fig3_seeds = fig3_seeds
+    data = load_image_data("photo-heldout", data_root / "cache", data_root=data_root, tiny=quick)
     s.data = {"provenance": data.provenance, "classes": data.num_classes}
-    print(f"data: {data.provenance}", flush=True)
-    run_all(args.out, s, data)
-    print(report(args.out))
+    click.echo(f"data: {data.provenance}")
+    run_all(out, s, data)
+    click.echo(report(out))
 
 
 if __name__ == "__main__":

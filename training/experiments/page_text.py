@@ -12,8 +12,8 @@ from .priors import PROVENANCE_KEYS
 
 COMPUTE_BUDGET = """### Compute budget of the full setting
 
-Measured on 2026-11-27 with `python -m training.experiments estimate --target npz:mnist5k.npz` on the
-development machine (2 CPU cores shared with other jobs; one thread; process CPU time, so about ±30%).
+Measured with `python -m training.experiments estimate --target npz:mnist5k.npz` on a 2-core CPU shared
+with other jobs (one thread; process CPU time, so about ±30%).
 Per Fig. 2 training step, batch 32, measured side by side in one process:
 
 | method | ms per step (1 CPU core) |
@@ -48,7 +48,7 @@ def _protocol(settings: dict[str, dict]) -> str:
         return ""
     s = f2["settings"]
     sigma0 = math.exp(0.5 * s["init_log_sigma2"])
-    priors = "; ".join(f"{k}: `{v['name']}`" for k, v in f2["priors"].items())
+    priors = "; ".join(f"{k}: `{prior_name(v)}`" for k, v in f2["priors"].items())
     return "\n".join([
         "## Protocol of Fig. 2 (identical for every prior; never tuned per prior)",
         "",
@@ -95,13 +95,25 @@ def _protocol(settings: dict[str, dict]) -> str:
     ])
 
 
+def _bundled_copy(p: dict) -> str | None:
+    """The bundled prior whose weights a run's local prior folder holds, if any."""
+    return bundled_with_weights(p["sha256"]) if p.get("origin") == "local" and p.get("sha256") else None
+
+
+def prior_name(p: dict) -> str:
+    """How the page names one prior of a run's record: a local folder holding a bundled prior's weights is named
+    as that bundled prior, so the page cites what a reader can load rather than a folder that may be gone."""
+    return _bundled_copy(p) or p["name"]
+
+
 def _prior_text(p: dict) -> str:
     """One prior of a run's record: its name, then what its provenance says about its source nets. A local folder
-    whose weights are those of a bundled prior says so, and its missing fields come from that prior's provenance."""
-    text = f"`{p['name']}`"
-    bundled = bundled_with_weights(p["sha256"]) if p.get("origin") == "local" and p.get("sha256") else None
+    whose weights are those of a bundled prior is named as that prior, and its missing fields come from that
+    prior's provenance."""
+    bundled = _bundled_copy(p)
+    text = f"`{prior_name(p)}`"
     if bundled:
-        text += f" (the weights of the bundled `{bundled}`, SHA-256 `{p['sha256'][:16]}…`)"
+        text += f" (run from a local copy with the weights of the bundled `{bundled}`, SHA-256 `{p['sha256'][:16]}…`)"
         known = DWPrior.from_pretrained(bundled).provenance
         p = {**{k: known[k] for k in PROVENANCE_KEYS if k in known}, **p}
     if "num_source_nets" in p:
@@ -160,15 +172,15 @@ NATURAL_IMAGES_LINK = ("The photo-domain priors and their Fig. 3 and Fig. 4 on u
                        "page of their own: [natural/README.md](natural/README.md).")
 
 
-def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick: bool, today: str,
-         devices: list[str]) -> str:
+def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick: bool, devices: list[str]) -> str:
     """The whole README.md of the results page."""
     warning = ("> **These are smoke-test numbers from the `--quick` setting, not results.**\n\n" if quick else "")
     return "\n".join([
         "# The paper's experiments on real data",
         "",
-        warning + "Built by `python -m training.experiments report --results DIR` from the CSVs copied to "
-        f"[`data/`](data/) on {today}; runs made on: {', '.join(devices)}. Target data: {target}.",
+        warning + "Built by `python -m training.experiments report --results DIR` from the CSVs and settings in "
+        f"[`data/`](data/) (`--results` on that folder rebuilds the page from them); runs made on: "
+        f"{', '.join(devices)}. Target data: {target}.",
         "",
         _test_set_text(target),
         "",

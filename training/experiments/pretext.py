@@ -11,14 +11,15 @@ kernels carry more of what photographs share. Results append to ``pretext.csv``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+import click
 import torch
 from accelerate import Accelerator
 
 from training import loops
+from training.cli_options import CONTEXT, list_option
 from training.datasets import load_image_data
 from training.recipes import PHOTO_CIFARNET, PHOTO_RESNET
 from training.source_nets import build_source_net
@@ -30,29 +31,31 @@ PRETEXT_DATA = ("photo-id", "photo-rotation")
 COLUMNS = ["arch", "pretext", "steps", "seed", "pretext_test_accuracy", "probe_accuracy", "probe_nll", "seconds"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m training.experiments.pretext", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--steps", type=int, default=600, help="training steps per source net (batch 128)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--data-root", type=Path, default=Path("build"))
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "pretext.csv"
-    target = load_image_data("photo-heldout", args.data_root / "cache", data_root=args.data_root, progress=False)
+@click.command(context_settings=CONTEXT)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of pretext.csv (rows are appended) and the nets' partial checkpoints.")
+@click.option("--steps", type=click.IntRange(1), default=600, show_default=True,
+              help="Training steps per source net (batch 128).")
+@list_option("--seeds", convert=int, default=(0,), help="Seeds of the source nets (comma-separated, repeatable).")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
+              show_default=True, help="Folder holding photos/ (fetched if absent) and the data cache.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Torch threads.")
+def main(out: Path, steps: int, seeds: tuple[int, ...], data_root: Path, threads: int) -> None:
+    """Train one source net per photo pretext and architecture; score its frozen features on unseen photos."""
+    torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "pretext.csv"
+    target = load_image_data("photo-heldout", data_root / "cache", data_root=data_root, progress=False)
     for recipe in (PHOTO_RESNET, PHOTO_CIFARNET):
         for name in PRETEXT_DATA:
-            data = load_image_data(name, args.data_root / "cache", data_root=args.data_root, progress=False)
-            epochs = max(1, round(args.steps * recipe.batch_size / len(data.train)))
-            for seed in args.seeds:
+            data = load_image_data(name, data_root / "cache", data_root=data_root, progress=False)
+            epochs = max(1, round(steps * recipe.batch_size / len(data.train)))
+            for seed in seeds:
                 t0 = time.monotonic()
                 torch.manual_seed(seed)
                 net = build_source_net(recipe.arch, recipe.widths, data.num_classes, data.image_shape)
                 spec = loops.LoopSpec(epochs, recipe.batch_size, recipe.lr, seed, f"{recipe.arch} {name}")
-                ckpt = args.out / f"{recipe.arch}-{name}-{seed}.partial.safetensors"
+                ckpt = out / f"{recipe.arch}-{name}-{seed}.partial.safetensors"
                 loops.run_training(Accelerator(cpu=True), net, data.train.tensors, spec, ckpt,
                                    loops.classifier_loss(recipe.l2), progress=False)
                 ckpt.unlink(missing_ok=True)
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                            seed=seed, pretext_test_accuracy=round(pre, 4), probe_accuracy=round(acc, 4),
                            probe_nll=round(nll, 4), seconds=round(time.monotonic() - t0))
                 append_rows(path, COLUMNS, [row])
-                print(row, flush=True)
+                click.echo(row)
 
 
 if __name__ == "__main__":

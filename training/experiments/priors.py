@@ -21,6 +21,7 @@ from dwp_hub import DWPrior, MultivariateGaussianPrior
 from dwp_hub.prior_folder import KERNELS_NAME, WEIGHTS_NAME
 
 from ..compare_priors import REFERENCE_DIR, REFERENCE_WEIGHTS, reference_prior
+from ..research_architectures import RESEARCH_ARCHITECTURES  # noqa: F401  (registers them: priors may use them)
 
 DEFAULT_PRIORS = {7: "dwp/notmnist-7x7", 5: "dwp/notmnist-5x5"}
 REFERENCE = "reference"

@@ -1,8 +1,9 @@
 """The results page: plots and tables built from a results folder's CSVs, with the paper's numbers beside ours.
 
 ``build_report(results, page_dir)`` copies the CSVs and settings into ``page_dir/data/``, draws
-``fig2.png``, ``fig3.png``, ``fig4.png`` and writes ``page_dir/README.md``. Only rows of the protocol
-recorded in ``settings-<experiment>.json`` are used, so stale rows from another setting never leak in.
+``fig2.png``, ``fig3.png``, ``fig4.png`` and writes ``page_dir/README.md``; run on ``page_dir/data/`` itself, it
+rebuilds the page from the records it keeps. Only rows of the protocol recorded in
+``settings-<experiment>.json`` are used, so stale rows from another setting never leak in.
 Comparisons between methods are paired over split seeds (the same images and init for every method).
 """
 
@@ -13,14 +14,13 @@ import json
 import math
 import shutil
 from collections import defaultdict
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from dwp_hub.init import DEFAULT_RESCALE
 
-from .page_text import official_split
+from .page_text import official_split, prior_name
 
 # Paper Fig. 2, MNIST test accuracy (read from the original implementation's notebook), N = 50…1000.
 PAPER_FIG2 = {
@@ -254,7 +254,7 @@ def reference_section(ours: list[dict], theirs: list[dict], ours_settings: dict,
             v, d, k = paired_verdict(a, b)
             cells.append(f"{_pm(list(a.values()))} / {_pm(list(b.values()))}, {v} ({d:+.3f})" if k else "n/a")
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
-    names = lambda st: ", ".join(f"{k} {v['name']}" for k, v in sorted(st["priors"].items()))  # noqa: E731
+    names = lambda st: ", ".join(f"{k} {prior_name(v)}" for k, v in sorted(st["priors"].items()))  # noqa: E731
     return "\n".join([
         "## Our priors against the paper authors' (Fig. 2, same protocol)",
         "",
@@ -467,13 +467,25 @@ def _compute_section(all_rows: dict[str, list[dict]], all_settings: dict[str, di
 # Hand-written reading of the recorded numbers (which run, what it shows), kept beside the page and placed
 # right after its introduction, so that regenerating the page never loses it.
 DISCUSSION_NAME = "discussion.md"
+# The Fig. 2 records of the authors' priors as the page keeps them in data/ (``--reference`` copies them there).
+REFERENCE_RECORD = "reference-fig2"
+
+
+def _copy_records(results: Path, data: Path) -> None:
+    """Copy the experiment CSVs and settings of `results` into the page's `data` folder (nothing when they are
+    the same folder: the page is being rebuilt from its own records)."""
+    if data.resolve() == results.resolve():
+        return
+    for f in sorted(results.glob("*.csv")) + sorted(results.glob("settings-*.json")):
+        shutil.copyfile(f, data / f.name)
 
 
 def build_report(results: str | Path, page_dir: str | Path, reference: str | Path | None = None) -> Path:
     """Copy the results into `page_dir`/data, draw the figures and write `page_dir`/README.md.
 
     `reference`: a results folder of Fig. 2 run with the paper authors' priors (``--prior7 reference --prior5
-    reference``), shown beside ours; its CSV and settings are copied as ``data/reference-fig2.*``.
+    reference``), shown beside ours; its CSV and settings are copied as ``data/reference-fig2.*``. Without it,
+    records of that name in `results` (a page's own ``data/``) are used.
     """
     import matplotlib
 
@@ -484,8 +496,7 @@ def build_report(results: str | Path, page_dir: str | Path, reference: str | Pat
     page_dir.mkdir(parents=True, exist_ok=True)
     data = page_dir / "data"
     data.mkdir(exist_ok=True)
-    for f in sorted(results.glob("*.csv")) + sorted(results.glob("settings-*.json")) + sorted(results.glob("*.log")):
-        shutil.copyfile(f, data / f.name)
+    _copy_records(results, data)
     all_rows, all_settings = {}, {}
     for name in ("fig2", "gap", "fig3", "fig4"):
         all_rows[name], all_settings[name] = load_rows(results, name)
@@ -506,8 +517,11 @@ def build_report(results: str | Path, page_dir: str | Path, reference: str | Pat
         ref_rows, ref_settings = load_rows(Path(reference), "fig2")
         if not ref_rows or not all_rows["fig2"]:
             raise FileNotFoundError(f"--reference {reference}: no Fig. 2 runs there or in {results} to compare")
-        shutil.copyfile(Path(reference) / "fig2.csv", data / "reference-fig2.csv")
-        shutil.copyfile(Path(reference) / "settings-fig2.json", data / "settings-reference-fig2.json")
+        shutil.copyfile(Path(reference) / "fig2.csv", data / f"{REFERENCE_RECORD}.csv")
+        shutil.copyfile(Path(reference) / "settings-fig2.json", data / f"settings-{REFERENCE_RECORD}.json")
+    else:
+        ref_rows, ref_settings = load_rows(results, REFERENCE_RECORD)
+    if ref_rows and all_rows["fig2"]:
         sections["fig2"] += "\n" + reference_section(all_rows["fig2"], ref_rows, all_settings["fig2"], ref_settings)
     sections["compute"] = _compute_section(all_rows, all_settings)
     discussion = page_dir / DISCUSSION_NAME
@@ -516,7 +530,7 @@ def build_report(results: str | Path, page_dir: str | Path, reference: str | Pat
     target = next(st["target"] for st in all_settings.values() if st)
     quick = any(st["quick"] for st in all_settings.values() if st)
     devices = sorted({r.get("device", "?") for rows in all_rows.values() for r in rows})
-    text = page(sections, all_settings, target=target, quick=quick, today=date.today().isoformat(), devices=devices)
+    text = page(sections, all_settings, target=target, quick=quick, devices=devices)
     readme = page_dir / "README.md"
     readme.write_text(text, encoding="utf-8")
     return readme

@@ -1,0 +1,57 @@
+"""The exact bound's cost against the N(0,1) KL: measured, flagged over budget by the build, in the table and card."""
+
+from __future__ import annotations
+
+import torch
+
+from dwp_hub import DWPrior, PriorConfig
+from training.bound_cost import BoundCost, csv_row, measure_bound_cost, read_costs, write_costs
+from training.build import Build
+from training.card import render_card
+from training.priors_table import priors_table
+
+PRIOR = "dwp/text-3x3"  # a bundled dense prior: the cheapest bound to time
+
+
+def test_the_measurement_times_both_kls_and_restores_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    cost = measure_bound_cost(DWPrior.from_pretrained(PRIOR), kernels=64, rounds=2, warmup=0, threads=1)
+    assert torch.get_num_threads() == before
+    assert cost.bound_us > 0 and cost.normal_us > 0 and cost.ratio == cost.bound_us / cost.normal_us
+    assert (cost.kernel_size, cost.architecture, cost.kernels, cost.threads) == (3, "dwp-dense-3x3", 64, 1)
+
+
+def test_the_build_records_the_cost_and_warns_over_budget(tmp_path, capsys) -> None:
+    build = Build(tmp_path, tiny=True, progress=False)
+    prior = DWPrior.from_pretrained(PRIOR)
+    within = build.bound_cost("text-3x3", prior, budget=1e9)
+    assert within["over_budget"] is False and within["ratio_to_normal_kl"] > 0
+    assert "WARNING" not in capsys.readouterr().err
+    over = build.bound_cost("text-3x3", prior, budget=1e-3)  # an artificially low budget: every prior breaks it
+    assert over["over_budget"] is True and over["budget"] == 1e-3
+    assert "WARNING: text-3x3 is over the bound-cost budget" in capsys.readouterr().err
+
+
+def _cost(ratio: float) -> BoundCost:
+    return BoundCost(3, "dwp-dense-3x3", bound_us=ratio, normal_us=1.0, kernels=4096, threads=2, rounds=5)
+
+
+def test_the_priors_table_shows_each_measured_ratio_and_flags_one_over_budget(tmp_path) -> None:
+    csv = tmp_path / "bound-cost.csv"
+    write_costs([csv_row("dwp/text-3x3", _cost(6.5), budget=10), csv_row("dwp/photo-3x3", _cost(187), budget=10)],
+                csv)
+    assert read_costs(csv)["dwp/photo-3x3"]["over_budget"] == "true"
+    rows = {line.split(" | ")[0].strip("| `"): line for line in priors_table(csv).splitlines()}
+    assert "exact bound's cost (× N(0,1) KL)" in rows["prior"]
+    assert "| 6.5× |" in rows["dwp/text-3x3"]
+    assert "| 187.0× (over budget 10×) |" in rows["dwp/photo-3x3"]
+    assert "| — |" in rows["dwp/notmnist-7x7"]  # no row in the CSV
+
+
+def test_the_card_states_the_cost_recorded_by_the_build() -> None:
+    config = PriorConfig(kernel_size=3, z_dim=2, architecture="dwp-vae-3x3", domain="photo")
+    assert "Cost in variational inference" not in render_card(config, {}, {})
+    over = render_card(config, {"bound_cost": _cost(187).record(budget=10)}, {})
+    assert "costs 187× the N(0,1) KL's" in over and "**over** the budget of 10×" in over
+    within = render_card(config, {"bound_cost": _cost(6).record(budget=10)}, {})
+    assert "costs 6× the N(0,1) KL's" in within and "within the budget of 10×" in within
