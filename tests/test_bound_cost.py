@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from dwp_hub import DWPrior, PriorConfig
-from training.bound_cost import BoundCost, csv_row, measure_bound_cost, read_costs, write_costs
+from training.bound_cost import BOUND_COST_BUDGET, BoundCost, csv_row, measure_bound_cost, read_costs, write_costs
 from training.build import Build
 from training.card import render_card
 from training.priors_table import priors_table
@@ -24,10 +24,10 @@ def test_the_measurement_times_both_kls_and_restores_the_thread_count() -> None:
 def test_the_build_records_the_cost_and_warns_over_budget(tmp_path, capsys) -> None:
     build = Build(tmp_path, tiny=True, progress=False)
     prior = DWPrior.from_pretrained(PRIOR)
-    within = build.bound_cost("text-3x3", prior, budget=1e9)
+    within = build.bound_cost("text-3x3", prior, budget=1e9, kernels=64, rounds=1)
     assert within["over_budget"] is False and within["ratio_to_normal_kl"] > 0
     assert "WARNING" not in capsys.readouterr().err
-    over = build.bound_cost("text-3x3", prior, budget=1e-3)  # an artificially low budget: every prior breaks it
+    over = build.bound_cost("text-3x3", prior, budget=1e-3, kernels=64, rounds=1)  # every prior breaks this budget
     assert over["over_budget"] is True and over["budget"] == 1e-3
     assert "WARNING: text-3x3 is over the bound-cost budget" in capsys.readouterr().err
 
@@ -37,14 +37,14 @@ def _cost(ratio: float) -> BoundCost:
 
 
 def test_the_priors_table_shows_each_measured_ratio_and_flags_one_over_budget(tmp_path) -> None:
+    assert 6.5 < BOUND_COST_BUDGET < 187
     csv = tmp_path / "bound-cost.csv"
-    write_costs([csv_row("dwp/text-3x3", _cost(6.5), budget=10), csv_row("dwp/photo-3x3", _cost(187), budget=10)],
-                csv)
+    write_costs([csv_row("dwp/text-3x3", _cost(6.5)), csv_row("dwp/photo-3x3", _cost(187))], csv)
     assert read_costs(csv)["dwp/photo-3x3"]["over_budget"] == "true"
     rows = {line.split(" | ")[0].strip("| `"): line for line in priors_table(csv).splitlines()}
     assert "exact bound's cost (× N(0,1) KL)" in rows["prior"]
     assert "| 6.5× |" in rows["dwp/text-3x3"]
-    assert "| 187.0× (over budget 10×) |" in rows["dwp/photo-3x3"]
+    assert f"| 187.0× (over budget {BOUND_COST_BUDGET:g}×) |" in rows["dwp/photo-3x3"]
     assert "| — |" in rows["dwp/notmnist-7x7"]  # no row in the CSV
 
 

@@ -28,14 +28,15 @@ from dwp_hub import DWPrior, bayesianize
 from dwp_hub.atomic import write_text_atomic
 from dwp_hub.bayes_conv import bayes_layers
 
-# The budget: the exact bound's forward + backward per kernel may cost at most this many times the N(0,1)
-# KL's on the same layer (4,096 kernels, 2 threads). Measured so (training/results/bound-cost.csv), the dense
-# notMNIST, face and text priors cost 4.6–8.1× and the paper's convolutional photo VAEs 111–496×. The dense
-# priors are the ones that keep a whole training step within 1.3× an N(0,1) step on the paper's MNIST net and
-# on resnet18 at batch 32 of 224×224 (training/benchmarks/bench_kl.py), so the budget is set just above the
-# dearest of them, with room for timing noise and a somewhat larger dense VAE, and an order of magnitude below
-# the cheapest convolutional one.
-BOUND_COST_BUDGET = 12.0
+# The budget: the exact bound's forward + backward per kernel may cost at most this many times the N(0,1) KL's on
+# the same layer (4,096 kernels, 2 threads, training/benchmarks/bench_bound_cost.py). Why this value: the goal is
+# VI with a prior at most 1.3x an N(0,1) training step on the paper's MNIST net and on resnet18 at batch 32 of
+# 224x224 (training/benchmarks/bench_kl.py). The dense notMNIST priors meet it, the dearest of them in this measure
+# being notmnist-3x3 at 23-26x (it gave 1.29x on resnet18, whose 3x3 layers hold nearly all its kernels); the
+# paper's convolutional VAEs (the photo priors) cost 160-745x and give 4.7-5.3x steps. A step's excess over N(0,1)
+# grows with this ratio, so the budget sits just above what met the goal: 30x leaves room for run-to-run noise
+# (up to 15% on a 2-core CPU) without admitting a prior much dearer than one known to meet it.
+BOUND_COST_BUDGET = 30.0
 
 BENCH_KERNELS = 4096  # a layer of the paper's MNIST net's size (its 5x5 layer has 4,096 kernels)
 BENCH_THREADS = 2

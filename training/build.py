@@ -328,7 +328,8 @@ class Build:
                     if isinstance(recipe.source, CheckpointSources) else
                     self._provenance(recipe, nets, net_meta, kmeta, len(train), metrics, stats, seconds))
                 prior.provenance.update(selection)
-                prior.provenance["bound_cost"] = self.bound_cost(name, prior)
+                if not self.tiny:  # on a tiny build's scale the ratio would say nothing about the budget
+                    prior.provenance["bound_cost"] = self.bound_cost(name, prior)
                 self._figures(recipe, prior, train)
                 self._write_folder(target, prior, metrics, train, heldout)
                 write_text_atomic(work / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -514,11 +515,11 @@ class Build:
             "tiny": self.tiny,
         }
 
-    def bound_cost(self, name: str, prior: DWPrior, budget: float = BOUND_COST_BUDGET) -> dict[str, Any]:
-        """The exact bound's cost per kernel against the N(0,1) KL's (training/bound_cost.py, a short run: fewer
-        rounds, and a small layer with --tiny), as provenance records it; a warning when it is over `budget`."""
-        cost = measure_bound_cost(prior, kernels=256 if self.tiny else BENCH_KERNELS, rounds=1 if self.tiny else 5,
-                                  warmup=0 if self.tiny else 1)
+    def bound_cost(self, name: str, prior: DWPrior, budget: float = BOUND_COST_BUDGET, kernels: int = BENCH_KERNELS,
+                   rounds: int = 5) -> dict[str, Any]:
+        """The exact bound's cost per kernel against the N(0,1) KL's (training/bound_cost.py; a short run), as
+        provenance records it; a warning when it is over `budget`. --tiny builds skip it."""
+        cost = measure_bound_cost(prior, kernels=kernels, rounds=rounds, warmup=1)
         self.say(f"{name}: the exact bound costs {cost.ratio:.1f}x the N(0,1) KL per kernel (budget {budget:g}x)")
         if cost.over_budget(budget):
             self.say(f"WARNING: {name} is over the bound-cost budget: the exact bound (bayesianize's default) costs "
