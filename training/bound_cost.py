@@ -62,9 +62,11 @@ class BoundCost:
 
     @property
     def ratio(self) -> float:
+        """The exact bound's time per kernel over the N(0,1) KL's."""
         return self.bound_us / self.normal_us
 
     def over_budget(self, budget: float = BOUND_COST_BUDGET) -> bool:
+        """Whether the ratio exceeds `budget`."""
         return self.ratio > budget
 
     def record(self, budget: float = BOUND_COST_BUDGET) -> dict[str, Any]:

@@ -342,6 +342,7 @@ class Build:
                 handler.close()
 
     def checkpoint_kernels_done(self, recipe: PriorRecipe) -> bool:
+        """Whether the checkpoint recipe's kernel set and records are already written (stage 3 resumes)."""
         work = self.work / recipe.name
         return (work / "kernels.safetensors").is_file() and (work / "checkpoints.json").is_file()
 
