@@ -1,7 +1,8 @@
 """Which bundled domain `dwp-hub init` uses for a model when no prior is named.
 
-Chosen by measurement (training/results/natural: Fig. 3 and 4 on unseen photos): for RGB models the photo
-priors, for grayscale ones the glyph priors. Kept free of torch imports so that ``dwp-hub --help`` stays fast.
+Chosen by measurement (training/results/natural: Fig. 3 and 4 of every shipped domain on unseen photos and on
+MNIST): for RGB models the photo priors, for grayscale ones the glyph priors; face and text kernels led nowhere
+beyond noise. Kept free of torch imports so that ``dwp-hub --help`` stays fast.
 """
 
 from __future__ import annotations

@@ -209,6 +209,23 @@ def test_bench_kl_reads_resnet_workloads(text, parsed):
         assert workload(text) == parsed
 
 
+@pytest.mark.parametrize("bad", ["photo", "photo=dwp/photo-7x7", "alt=dwp/photo-7x7,dwp/photo-3x3", "=a,b", "x=a,"])
+def test_bench_kl_refuses_a_resnet_prior_set_without_label_and_two_priors(bad):
+    import click
+
+    from training.benchmarks.bench_kl import resnet_prior_set
+
+    with pytest.raises(click.BadParameter, match="LABEL=P7,P3"):
+        resnet_prior_set(bad)
+
+
+def test_bench_kl_reads_a_resnet_prior_set_by_kernel_size():
+    from training.benchmarks.bench_kl import resnet_prior_set
+
+    label, priors = resnet_prior_set("glyphs=dwp/notmnist-7x7,dwp/notmnist-3x3")
+    assert label == "glyphs" and {k: p.kernel_size for k, p in priors.items()} == {7: 7, 3: 3}
+
+
 def test_overrides_parse_types_and_reject_unknown_fields():
     s = with_overrides(Fig2Settings(), ["steps=5", "methods=dwp,normal", "kl_subsample=none", "lr=1/1000"])
     assert (s.steps, s.methods, s.kl_subsample, s.lr) == (5, ("dwp", "normal"), None, 0.001)
@@ -382,7 +399,7 @@ def test_fig2_init_priors_start_the_means_while_the_kl_keeps_the_configured_prio
     layers = dict(bayes_layers(net))
     kl_decoder, configured = layers["features.0"].prior.aux.decoder.state_dict(), split.dwp(7).decoder.state_dict()
     assert kl_decoder.keys() == configured.keys() and all(torch.equal(kl_decoder[k], configured[k]) for k in configured)
-    assert split.init_dwp(7).config.architecture != split.dwp(7).config.architecture
+    assert split.init_dwp(7).config.domain == "photo" and split.dwp(7).config.domain == "notmnist"
     assert split.init_dwp(5) is split.dwp(5)
     # Runs with init priors get their own protocol; runs without keep theirs.
     assert protocol("fig2", Fig2Settings(), mnist5k, split) != protocol("fig2", Fig2Settings(), mnist5k, plain)
@@ -423,6 +440,53 @@ def test_natural_image_figures_quick_resume_and_bn_recalibration(tmp_path):
     natural.recalibrate_batch_norm(model, x)
     bn = model.stem[1]
     assert torch.allclose(bn.running_mean, model.stem[0](x).mean((0, 2, 3)), atol=1e-4)
+
+
+def test_natural_mnist_task_skips_a_domain_without_the_models_kernel_sizes(tmp_path):
+    """--task mnist on the MNIST CNN: face (3x3 only) is not run and reported; a folder of another task is refused."""
+    import json
+
+    from training.experiments import natural
+
+    args = ["--task", "mnist", "--out", str(tmp_path), "--quick", "--inits", "dwp:notmnist,dwp:face,own",
+            "--threads", "1"]
+    result = CliRunner().invoke(natural.main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    fig3 = list(csv.DictReader((tmp_path / "fig3.csv").open()))
+    fig4 = list(csv.DictReader((tmp_path / "fig4.csv").open()))
+    assert [(r["model"], r["init"]) for r in fig3] == [("mnist-cnn", "dwp:notmnist"), ("mnist-cnn", "own")]
+    assert {r["init"] for r in fig4} == {"dwp:notmnist", "own"} and len(fig4) == 6
+    assert json.loads((tmp_path / "settings.json").read_text())["task"] == "mnist"
+    text = natural.report(tmp_path)
+    assert "Fig. 3, frozen random features — mnist-cnn" in text
+    assert text.index("| dwp:notmnist |") < text.index("| own |")
+    reordered = ["--task", "mnist", "--out", str(tmp_path), "--quick", "--inits", "own,dwp:face,dwp:notmnist"]
+    assert CliRunner().invoke(natural.main, reordered, catch_exceptions=False).exit_code == 0
+    assert len(list(csv.DictReader((tmp_path / "fig3.csv").open()))) == 2  # nothing new to run
+    text = natural.report(tmp_path)
+    assert text.index("| own |") < text.index("| dwp:notmnist |")  # rows in the order the inits were given
+    lines = text.splitlines()
+    at = lines.index(f"Not run, {natural.NOT_APPLICABLE}:")
+    assert [line for line in lines[at + 1:] if line] == [
+        "- mnist-cnn, dwp:face: face covers 3x3, the model's square kernels are 7x7, 5x5"]
+
+    refused = CliRunner().invoke(natural.main, ["--out", str(tmp_path), "--quick", "--inits", "own"])
+    assert refused.exit_code == 2 and "holds --task mnist results" in refused.output
+    assert len(list(csv.DictReader((tmp_path / "fig3.csv").open()))) == 2
+
+
+def test_natural_pooled_features_is_the_input_of_the_last_linear_layer():
+    """FConvMNIST's features for the linear probe are its flattened conv features, what its classifier sees."""
+    from training.experiments import natural
+
+    torch.manual_seed(0)
+    model = natural.build_model("mnist-cnn", 10).eval()
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        got = natural.pooled_features(model, x)
+        assert torch.equal(got, model.features(x))
+        assert torch.allclose(model.classifier(got), model(x))
+    assert natural.head(model) is model.classifier
 
 
 def test_estimator_drift_tangent_model_is_first_order_exact():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -377,6 +378,27 @@ def test_dense_vae_fits_a_kernel_set_file_after_dropping_its_dead_kernels(tmp_pa
     row = (tmp_path / "fit" / "fits.csv").read_text().splitlines()[1].split(",")
     assert row[0] == "paper-7x7" and row[4:6] == ["40", "12"]  # train and held-out kernels after the threshold
 
+
+
+def test_dense_vae_scores_a_given_prior_on_the_same_heldout_subset_for_every_seed(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(60, 3, 3, generator=g) / 3,
+                                                           "heldout": torch.randn(30, 3, 3, generator=g) / 3}, {})
+    args = ["--priors", "", "--kernel-set", f"set-3x3={path}", "--architectures", "dense", "--steps", "3",
+            "--batch", "8", "--iwae-samples", "4", "--score-train", "8", "--score-heldout", "10"]
+    refit(["--out", str(tmp_path / "a"), *args, "--score-prior", "dwp/notmnist-3x3", "--score-prior", "dwp/notmnist-7x7"])
+    refit(["--out", str(tmp_path / "b"), *args, "--seed", "1"])
+    rows = {d: list(csv.DictReader((tmp_path / d / "fits.csv").open())) for d in "ab"}
+    # the given 3x3 prior is scored (the 7x7 one is not: no 7x7 kernel set), beside the fit, on 10 kernels
+    assert [r["architecture"] for r in rows["a"]] == ["dwp-dense-3x3 (dwp/notmnist-3x3)", "dwp-dense-3x3"]
+    assert {r["heldout_kernels"] for r in rows["a"] + rows["b"]} == {"10"}
+    # the same 10 held-out kernels whatever the seed: a fit's score on them is reproducible from its folder
+    fitted = DWPrior.from_folder(tmp_path / "b" / "set-3x3-dense-3")
+    assert fitted.provenance["iwae_kernels"] == 10
+    held = load_tensors(path)[0]["heldout"]
+    subset = held[torch.randperm(30, generator=torch.Generator().manual_seed(0))[:10]]
+    again = fitted.log_prob(subset, 4, generator=torch.Generator().manual_seed(2), progress=False).mean().item()
+    assert again == pytest.approx(float(rows["b"][0]["heldout_iwae"]), abs=1e-3)
 
 def test_dense_vae_refuses_a_kernel_set_without_name_or_file_before_writing_anything(tmp_path):
     from training.experiments.dense_vae import main

@@ -7,8 +7,8 @@
     python training/benchmarks/bench_kl.py --alt-priors P7,P5    # + the exact bound with other priors (folders)
     python training/benchmarks/bench_kl.py --alt-priors P7,P5 --sag 1 --stored-subset 1024
                                                                  # + SAG refreshing 1,024 kernels a step, both priors
-    python training/benchmarks/bench_kl.py --steps 0 --alt-priors P7,P5,P3 --resnet-steps 3 --resnet-input 8x64,32x224
-                                                                 # resnet18 only, at two workloads
+    python training/benchmarks/bench_kl.py --steps 0 --noise-draws 0 --resnet-steps 3 --resnet-input 8x64,32x224 \
+        --resnet-priors photo=dwp/photo-7x7,dwp/photo-3x3       # resnet18 only, at two workloads
 
 The net is appendix H.2's final MNIST model (32 7x7 and 128 5x5 filters, 4,128 kernels, linear head), batch
 128. One step is forward, negative ELBO (``elbo_loss`` with ``kl(model)``), backward and an Adam update.
@@ -144,10 +144,11 @@ def workload(text: str) -> tuple[int, int]:
 
 
 def resnet18_steps(variants: list[str], args, batch: int, size: int,
-                   alt: dict | None = None) -> dict[str, list[float]]:
+                   prior_sets: dict[str, dict] | None = None) -> dict[str, list[float]]:
     """Step times of a bayesianized timm resnet18 (7x7 and 3x3 priors, N(0,1) for the 1x1 convs), `batch` images
     of size×size, round-robin like the MNIST table. Variants: "normal", "dwp-full", "dwp-sub<m>", "dwp-sag-p<p>",
-    "dwp-saga-p<p>"; "<variant>@alt" uses the 7x7 and 3x3 priors of `alt`."""
+    "dwp-saga-p<p>" with the notMNIST priors; "<variant>@<label>" uses the 7x7 and 3x3 priors of
+    ``prior_sets[label]`` ("alt": --alt-priors; others: --resnet-priors)."""
     import timm
 
     models, opts = {}, {}
@@ -160,7 +161,8 @@ def resnet18_steps(variants: list[str], args, batch: int, size: int,
         else:
             stored, prob, subset = stored_variant(v) or (None, 1.0, None)
             subsample = int(v.removeprefix("dwp-sub")) if v.startswith("dwp-sub") else None
-            spec = {7: alt[7], 3: alt[3]} if other else {7: "dwp/notmnist-7x7", 3: "dwp/notmnist-3x3"}
+            spec = {7: prior_sets[other][7], 3: prior_sets[other][3]} if other else \
+                {7: "dwp/notmnist-7x7", 3: "dwp/notmnist-3x3"}
             bayesianize(model, spec, fallback="normal", subsample=subset if stored else subsample,
                         stored_gradients=stored, refresh_prob=prob)
         models[name] = model.train()
@@ -178,6 +180,15 @@ def resnet18_steps(variants: list[str], args, batch: int, size: int,
             if r >= args.warmup:
                 times[v].append(time.perf_counter() - t0)
     return times
+
+
+def resnet_prior_set(text: str) -> tuple[str, dict[int, DWPrior]]:
+    """"LABEL=P7,P3" → (LABEL, {7: prior, 3: prior}): a --resnet-priors value."""
+    label, sep, specs = text.partition("=")
+    names = specs.split(",")
+    if not (sep and label and label != "alt" and len(names) == 2 and all(names)):
+        raise click.BadParameter(f"expected LABEL=P7,P3 (LABEL not 'alt'), got {text!r}", param_hint="--resnet-priors")
+    return label, {k: DWPrior.from_pretrained(spec) for k, spec in zip((7, 3), names)}
 
 
 def kl_gradient_noise(variants, priors, args, x_all, y_all) -> list[tuple[str, float, float]]:
@@ -255,7 +266,8 @@ def accuracy_runs(variants, priors, args, data) -> list[tuple[str, float, float,
 @click.option("--original", is_flag=True,
               help="Also time the original implementation's DWP step (dwp-original; about as slow as dwp-full).")
 @click.option("--resnet-steps", type=click.IntRange(0), default=0, show_default=True,
-              help="If > 0: also time a bayesianized timm resnet18 (N(0,1), dwp-sub256 and the stored variants).")
+              help="If > 0: also time a bayesianized timm resnet18 (N(0,1), the exact bound and dwp-sub256 with the "
+                   "notMNIST priors, the stored variants, and --resnet-priors).")
 @list_option("--resnet-input", convert=workload, default=("8x64",), metavar="BxS,…",
              help="resnet18 workloads, batch x image size (timm's own input is 224): the DWP bound costs the same "
                   "per step whatever the batch, the network does not.")
@@ -270,6 +282,9 @@ def accuracy_runs(variants, priors, args, data) -> list[tuple[str, float, float,
 @list_option("--alt-priors", metavar="PRIOR,…",
              help="Another 7x7 and 5x5 prior, and optionally 3x3 (names or folders): adds dwp-full@alt, the exact "
                   "bound with them; with a 3x3 one, --resnet-steps also times dwp-full@alt and dwp-sub4096@alt.")
+@click.option("--resnet-priors", multiple=True, metavar="LABEL=P7,P3",
+              help="A 7x7 and a 3x3 prior (names or folders) whose exact bound --resnet-steps also times, as "
+                   "dwp-full@LABEL (repeatable), e.g. photo=dwp/photo-7x7,dwp/photo-3x3.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of data, models and batches.")
 def main(**options: Any) -> None:
     """Training-step cost of VI with each prior on the paper's MNIST net, measured side by side."""
@@ -281,6 +296,7 @@ def main(**options: Any) -> None:
     priors: dict = {7: DWPrior.from_pretrained("dwp/notmnist-7x7"), 5: DWPrior.from_pretrained("dwp/notmnist-5x5")}
     if args.alt_priors:
         priors["alt"] = {k: DWPrior.from_pretrained(spec) for k, spec in zip((7, 5, 3), args.alt_priors)}
+    resnet_sets = dict(resnet_prior_set(text) for text in args.resnet_priors)
     data = mnist_5k(seed=args.seed)
     x_all, y_all = data.train.tensors
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, "
@@ -312,11 +328,13 @@ def main(**options: Any) -> None:
             print(f"{v:16} {mean:12.1f} {std:10.1f} {data_std:14.1f}")
 
     if args.resnet_steps > 0:
-        rvariants = ["normal", "dwp-sub256"] + [v for v in sub if v.startswith(("dwp-saga", "dwp-sag-"))]
+        rvariants = ["normal", "dwp-full", "dwp-sub256"] + [v for v in sub if v.startswith(("dwp-saga", "dwp-sag-"))]
         if 3 in priors.get("alt", {}):
             rvariants += ["dwp-full@alt", "dwp-sub4096@alt"]
+            resnet_sets["alt"] = priors["alt"]
+        rvariants += [f"dwp-full@{label}" for label in resnet_sets if label != "alt"]
         for batch, size in args.resnet_input:
-            rtimes = resnet18_steps(rvariants, args, batch, size, priors.get("alt"))
+            rtimes = resnet18_steps(rvariants, args, batch, size, resnet_sets)
             rbase = statistics.mean(rtimes["normal"])
             print(f"\ntimm resnet18, batch {batch} at {size}x{size}, {args.resnet_steps} timed steps (mean, the cost "
                   "of random refreshes):")

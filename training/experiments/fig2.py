@@ -9,6 +9,15 @@ variant; both from the split seed), the same batches, steps and learning-rate sc
 the same KL estimator: for every prior the entropy of q is exact and the rest of the KL is estimated on the
 same number of random kernels per layer (``bayesianize(subsample=)``, ``dwp_hub.SubsampledKL``). The test set
 is the target's: MNIST's official 10,000 test images by default.
+
+With a photo target (data.PhotoTarget: the held-out photos' tiles) the same protocol makes the paper's second
+panel: the net is appendix H.3's Bayesian CIFAR net (nets.CIFARClassifier: all three convs Bayesian, the 7×7
+under the 7x7 prior and both 5×5 under the 5x5 prior; the linear layers point estimates), scaled by
+``width_scale``; sizes count tiles per class. Its rows (NATURAL_COLUMNS) also say which priors were used:
+``prior`` is the domain of the priors in the method's KL ("photo", "notmnist": the DWP, or the source kernels
+mv-gaussian is fitted to), empty for normal, log-uniform and deterministic, whose KL has no domain;
+``init_prior`` is the domain whose DWP samples started μ, for every method. So the runs of both prior domains
+can share one CSV and the report can pair each DWP run with the baselines that started from the same μ.
 """
 
 from __future__ import annotations
@@ -24,13 +33,18 @@ from dwp_hub import (DWPBound, LogUniformPrior, NormalPrior, SubsampledKL, bayes
 from dwp_hub.bayes_conv import bayes_layers
 
 from .context import RunContext, RunLog, adam
-from .nets import classifier, xavier_
+from .data import ALL, Target
+from .nets import cifar_classifier, classifier, xavier_
 from .settings import Fig2Settings
 
 NAME = "fig2"
 COLUMNS = ["method", "n_train", "seed", "n_test", "accuracy", "nll", "ece", "accuracy_mean_net", "kl",
            "sigma_conv1", "sigma_conv2", "steps", "batch_size", "seconds", "ms_per_step"]
+NATURAL_COLUMNS = ["method", "prior", "init_prior", "n_train", "train_images", "seed", "n_test", "accuracy", "nll",
+                   "ece", "accuracy_mean_net", "kl", "sigma_conv1", "sigma_conv2", "sigma_conv3", "width_scale", "steps",
+                   "batch_size", "seconds", "ms_per_step"]
 METHODS = ("dwp", "normal", "log-uniform", "mv-gaussian", "deterministic")
+DOMAIN_METHODS = ("dwp", "mv-gaussian")  # methods whose KL depends on the prior domain
 INITS = ("prior", "prior-noise", "xavier")
 
 
@@ -40,8 +54,20 @@ def plan(s: Fig2Settings) -> list[tuple[str, dict]]:
             raise ValueError(f"unknown fig2 method {m!r}; known: {METHODS}")
     if s.init not in INITS:
         raise ValueError(f"unknown fig2 init {s.init!r}; known: {INITS}")
-    return [(f"fig2/{m}/N{n}/s{seed}", dict(method=m, n_train=n, seed=seed))
+    return [(f"fig2/{m}/N{'all' if n == ALL else n}/s{seed}", dict(method=m, n_train=n, seed=seed))
             for n in s.sizes for seed in s.seeds for m in s.methods]
+
+
+def columns(target: Target) -> list[str]:
+    """The CSV columns for runs on `target`: the MNIST panel's, or the natural panel's with its prior columns."""
+    return NATURAL_COLUMNS if target.kind == "photo" else COLUMNS
+
+
+def build_net(target: Target, s: Fig2Settings) -> torch.nn.Module:
+    """The paper's MNIST net for a digit target, its Bayesian CIFAR net for a photo target; widths × width_scale."""
+    if target.kind == "photo":
+        return cifar_classifier(s.width_scale, num_classes=target.num_classes)
+    return classifier(s.width_scale, num_classes=target.num_classes)
 
 
 def prior_spec(method: str, ctx: RunContext):
@@ -67,10 +93,10 @@ DWP_ESTIMATORS = ("subsample", "sag", "saga")
 
 def train_vi(method: str, train_idx: np.ndarray, s: Fig2Settings, seed: int, ctx: RunContext, log: RunLog,
              desc: str = "") -> tuple[torch.nn.Module, dict]:
-    """Train the MNIST net on `train_idx` by VI under `method`'s prior (or deterministically); the protocol is `s`."""
+    """Train the target's net on `train_idx` by VI under `method`'s prior (or deterministically); the protocol is `s`."""
     device = ctx.device
     torch.manual_seed(seed)
-    net = classifier(num_classes=ctx.target.num_classes)
+    net = build_net(ctx.target, s)
     xavier_(net, torch.Generator().manual_seed(seed))
     if s.init.startswith("prior"):  # the paper's protocol: μ of both convs are samples of the DWPs, every method
         init_from_prior(net, {k: ctx.priors.init_dwp(k) for k in (7, 5)}, rescale="none",
@@ -166,7 +192,17 @@ def run(params: dict, s: Fig2Settings, ctx: RunContext, run_id: str) -> list[dic
         net, info = train_vi(method, train_idx, s, seed, ctx, log, desc=run_id)
         metrics = test_metrics(net, test_idx, s, ctx)
         log(f"test: {metrics}")
-    sig = list(layer_sigmas(net).values()) or [0.0, 0.0]
+    sigmas = list(layer_sigmas(net).values())
+    if ctx.target.kind == "photo":
+        sig = sigmas or [0.0, 0.0, 0.0]
+        prior = ctx.priors.domain() if method in DOMAIN_METHODS else ""
+        init_prior = ctx.priors.domain(init=True) if s.init.startswith("prior") else s.init
+        return [dict(method=method, prior=prior, init_prior=init_prior, n_train="all" if n == ALL else n,
+                     train_images=len(train_idx), seed=seed, n_test=len(test_idx), **metrics, kl=info["kl"],
+                     sigma_conv1=sig[0], sigma_conv2=sig[1], sigma_conv3=sig[2], width_scale=s.width_scale,
+                     steps=s.steps, batch_size=info["batch_size"], seconds=info["seconds"],
+                     ms_per_step=info["ms_per_step"])]
+    sig = sigmas or [0.0, 0.0]
     return [dict(method=method, n_train=n, seed=seed, n_test=len(test_idx), **metrics, kl=info["kl"],
                  sigma_conv1=sig[0], sigma_conv2=sig[1], steps=s.steps, batch_size=info["batch_size"],
                  seconds=info["seconds"], ms_per_step=info["ms_per_step"])]

@@ -1,6 +1,6 @@
 """How far training moved source nets' kernels from their random init: is a prior learning training or init?
 
-    python -m training.experiments.kernel_drift build/work/sources/photo-cifarnet-wide --out DIR/kernel-drift.csv
+    python -m training.experiments.kernel_drift build/work/sources/photo-cifarnet-wide-xavier --out DIR/kernel-drift.csv
 
 Each source net of a build (training/build.py) is re-created at its init — the same seed, architecture and
 widths as its training, read from the net's metadata and the folder's data.json — and every k×k conv layer

@@ -168,8 +168,9 @@ def _seeds_line(settings: dict[str, dict]) -> str:
             "methods differ by about as much as the seeds do, so small differences there are noise.")
 
 
-NATURAL_IMAGES_LINK = ("The photo-domain priors and their Fig. 3 and Fig. 4 on unseen photographs (RGB ResNets) have a "
-                       "page of their own: [natural/README.md](natural/README.md).")
+NATURAL_IMAGES_LINK = ("The photo-domain priors, their Fig. 3 and Fig. 4 on unseen photographs (RGB ResNets), and which "
+                       "prior domain (notmnist, photo, face, text) to use for which data, with MNIST beside the photos, "
+                       "have a page of their own: [natural/README.md](natural/README.md).")
 
 
 def page(sections: dict[str, str], settings: dict[str, dict], target: str, quick: bool, devices: list[str]) -> str:

@@ -12,6 +12,7 @@ tell what a prior does through its samples from what it does through its density
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,17 @@ class PriorSet:
     _dwp: dict[tuple[str, int], DWPrior] = field(default_factory=dict, repr=False)  # by (name, kernel size)
     _kernels: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     _mvg: dict[int, MultivariateGaussianPrior] = field(default_factory=dict, repr=False)
+
+    def domain(self, init: bool = False) -> str:
+        """The domain of the KL's priors (`init`: of the μ-init priors), for the natural panel's ``prior`` column.
+
+        A prior's domain is its name without the Hub owner, revision and kernel-size suffix ("dwp/photo-7x7" →
+        "photo"; a folder: its last part); two kernel sizes from different domains give "D7+D5".
+        """
+        names = {k: self.init_names.get(k, n) for k, n in self.names.items()} if init else self.names
+        parts = [re.sub(rf"-{k}x{k}$", "", Path(n.partition("@")[0].rstrip("/")).name) for k, n in
+                 sorted(names.items(), reverse=True)]
+        return "+".join(dict.fromkeys(parts))
 
     def name(self, k: int) -> str:
         if k not in self.names:

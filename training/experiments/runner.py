@@ -130,9 +130,10 @@ def run_experiments(names: list[str], out: str | os.PathLike, target: Target, de
     jobs, files, protos = [], {}, {}
     for name in names:
         module = EXPERIMENTS[name]
-        settings = (overrides or {}).get(name) or settings_for(name, quick)
+        settings = (overrides or {}).get(name) or settings_for(name, quick, target.kind)
         protos[name] = protocol(name, settings, target, priors)
-        files[name] = ResultsFile(out / f"{name}.csv", module.COLUMNS)
+        columns = module.columns(target) if hasattr(module, "columns") else module.COLUMNS  # fig2's depend on it
+        files[name] = ResultsFile(out / f"{name}.csv", columns)
         record = {"experiment": name, "protocol": protos[name], "quick": quick, "settings": asdict(settings),
                   "target": target.provenance, "priors": priors.describe(), "device": device, "workers": workers, "cpu_workers": cpu_workers,
                   "torch": torch.__version__}
