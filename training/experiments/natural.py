@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from dwp_hub.atomic import write_text_atomic
 from dwp_hub.init import dwp_table, init_from_prior
 
 from training.cli_options import CONTEXT, list_option
@@ -266,7 +267,7 @@ def run_all(out: Path, s: Settings, data) -> None:
     """
     check_out(out, s.task)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps(asdict(s), indent=1, default=list) + "\n")
+    write_text_atomic(out / "settings.json", json.dumps(asdict(s), indent=1, default=list) + "\n")
     torch.set_num_threads(s.threads)
     skipped_path = out / "skipped.csv"
     skip = {}
