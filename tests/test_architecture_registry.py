@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_runtime_registers_exactly_its_shipped_and_documented_families():
     bundled = {json.loads(p.read_text())["architecture"] for p in (ROOT / "dwp_hub" / "bundled").glob("*/config.json")}
-    documented = {f"dwp-{family}-{k}x{k}" for family in ("vae", "dense") for k in (7, 5, 3)}
+    documented = {f"dwp-{family}-{k}x{k}" for family in ("vae", "dense", "dense32") for k in (7, 5, 3)}
     assert bundled <= documented
     code = "import dwp_hub.architectures as a; print(' '.join(sorted(a.ARCHITECTURES)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout

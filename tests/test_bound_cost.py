@@ -55,3 +55,20 @@ def test_the_card_states_the_cost_recorded_by_the_build() -> None:
     assert "costs 187× the N(0,1) KL's" in over and "**over** the budget of 10×" in over
     within = render_card(config, {"bound_cost": _cost(6).record(budget=10)}, {})
     assert "costs 6× the N(0,1) KL's" in within and "within the budget of 10×" in within
+
+
+def test_every_bundled_card_states_a_cost_within_the_budget() -> None:
+    """Each shipped prior's card (the README a user sees in `dwp-hub info` and on the Hub) names the exact bound's
+    cost per kernel as a ratio to the N(0,1) KL and the budget it meets; the benchmark's CSV agrees."""
+    import re
+
+    from dwp_hub import list_priors
+
+    costs = read_costs()
+    for name in (p.name for p in list_priors() if p.source == "bundled"):
+        card = DWPrior.from_pretrained(name).card
+        stated = re.search(r"costs (\d+(?:\.\d+)?)× the N\(0,1\) KL's forward (?:and|\+) backward per kernel[^.]*, "
+                           rf"within the (?:budget of )?{BOUND_COST_BUDGET:g}×", card)
+        assert stated, f"{name}: its card states no cost within the {BOUND_COST_BUDGET:g}× budget"
+        assert float(stated.group(1)) <= BOUND_COST_BUDGET
+        assert costs[name]["over_budget"] == "false", name

@@ -7,7 +7,7 @@ import torch
 
 from dwp_hub import DWPrior
 from dwp_hub.architectures import ARCHITECTURES
-from training.research_architectures import RESEARCH_ARCHITECTURES  # noqa: F401  (dense32, shell below)
+from training.research_architectures import RESEARCH_ARCHITECTURES  # noqa: F401  (shell below)
 
 
 @pytest.mark.parametrize("name, enc, dec", [("dwp-vae-7x7", 56004, 56674), ("dwp-vae-5x5", 260040, 304194)])

@@ -210,6 +210,7 @@ def test_tiny_photo_build_offline_on_a_real_photo(tmp_path):
     prior = DWPrior.from_folder(tmp_path / "photo-3x3")
     p = prior.provenance
     assert prior.kernel_size == 3 and prior.config.domain == "photo"
+    assert prior.config.architecture == "dwp-dense32-3x3"  # the recipe's narrow VAE: the bound stays cheap on 3x3 nets
     assert "grace_hopper.jpg" in p["dataset_provenance"] and "32x32 RGB tiles" in p["dataset_provenance"]
     # resnet-cifar tiny widths (4, 8, 8), three blocks: 4*4 + 4*4, 8*4 + 8*8, 8*8 + 8*8 kernels per net
     assert p["kernels_total"] == 2 * (16 + 16 + 32 + 64 + 64 + 64)

@@ -4,9 +4,6 @@
 code that fits or loads the priors below (``training/experiments/dense_vae.py``, the experiments' prior sets,
 the benchmarks) imports this module first, which adds them to the registry:
 
-- ``dwp-dense32-KxK``: ``dwp-dense-KxK`` with hidden layers of 32 instead of 64. The exact bound costs 1.31x an
-  N(0,1) step on the paper's MNIST net against 1.44x, and the held-out fit to the bundled kernel sets is 0.5
-  (5x5) and 1.5 (7x7) nats a kernel below the 64-wide one (``training/results/runs/dense32-vae``).
 - ``dwp-shell-KxK``: ``dwp-dense-KxK`` whose decoder means all lie at one fixed norm (``ShellDecoder``), an
   ablation.
 """
@@ -42,12 +39,6 @@ class ShellDecoder(DenseDecoder):
         return self.radius * mu / mu.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None], raw_var
 
 
-def _dense32(k: int, z: int) -> Architecture:
-    return Architecture(f"dwp-dense32-{k}x{k}", k, z, lambda z_dim: DenseEncoder(k, 32, z_dim),
-                        lambda z_dim: DenseDecoder(k, 32, z_dim),
-                        f"Research, {k}x{k}: fully connected, two hidden ELU layers of 32, both directions.")
-
-
 def _shell(k: int, z: int) -> Architecture:
     return Architecture(f"dwp-shell-{k}x{k}", k, z, lambda z_dim: DenseEncoder(k, 64, z_dim),
                         lambda z_dim: ShellDecoder(k, 64, z_dim),
@@ -55,4 +46,4 @@ def _shell(k: int, z: int) -> Architecture:
 
 
 RESEARCH_ARCHITECTURES: tuple[Architecture, ...] = tuple(
-    register_architecture(make(k, z)) for make in (_dense32, _shell) for k, z in KERNEL_SIZES)
+    register_architecture(_shell(k, z)) for k, z in KERNEL_SIZES)

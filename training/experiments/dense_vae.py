@@ -45,8 +45,8 @@ part-decayed kernels (norms from the threshold up, coefficient of variation ~0.5
 
 ``--noise S`` adds fresh Gaussian noise of std S a weight to every training batch (suffix ``-n<S>``), so the VAE fits
 the kernels' density smoothed at about the posterior's σ; ``--architectures shell`` fits ``dwp-shell-KxK``, whose
-decoder means all lie at the training kernels' median norm (registered by ``training/research_architectures.py``;
-``--architectures dense32`` fits the 32-wide dense VAE). Both are attempts to move the density peak
+decoder means all lie at the training kernels' median norm (registered by ``training/research_architectures.py``),
+and ``--architectures dense32`` the 32-wide dense VAE. The first two are attempts to move the density peak
 away from the zero kernel; neither keeps a DWP posterior's 5x5 layer both alive and accurate (runs README).
 ``--shape-noise R`` adds noise whose norm is about R times each kernel's own and scales the kernel back to its norm
 (suffix ``-sn<R>``): the shapes smoothed, the norms kept. The authors' 5x5 gain lies in its kernels'
@@ -210,8 +210,8 @@ def kernel_set_pairs(ctx: click.Context, param: click.Parameter, values: tuple[s
 @click.option("--domain", default="notmnist", show_default=True,
               help="Domain of the priors fitted to --kernel-set files.")
 @list_option("--architectures", default=("vae", "dense"),
-             help="Which to fit (comma-separated, repeatable): vae (the paper's), dense, and the research dense32 "
-                  "and shell.")
+             help="Which to fit (comma-separated, repeatable): vae (the paper's), dense, dense32 (width 32) and "
+                  "the research shell.")
 @click.option("--steps", type=int, default=40_000, show_default=True)
 @click.option("--batch", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
