@@ -544,6 +544,23 @@ def test_dense_vae_min_norm_drops_small_kernels_and_equal_norms_fits_shapes_at_t
     assert row[0] == "dwp/notmnist-5x5 mn0.1" and row[4:6] == [str(n) for n in kept]
 
 
+def test_dense_vae_constant_lr_and_narrow_convolutional_fits_are_named_recorded_and_differ(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    path = save_tensors(tmp_path / "kernels.safetensors", {"train": torch.randn(20, 5, 5, generator=g) / 5,
+                                                           "heldout": torch.randn(6, 5, 5, generator=g) / 5}, {})
+    args = ["--out", str(tmp_path / "fit"), "--priors", "", "--kernel-set", f"k5={path}", "--steps", "6",
+            "--batch", "8", "--iwae-samples", "4", "--score-train", "8"]
+    refit([*args, "--architectures", "dense"])
+    refit([*args, "--architectures", "dense,vae8", "--lr-schedule", "constant"])
+    cosine, constant, narrow = (DWPrior.from_folder(tmp_path / "fit" / name)
+                                for name in ("k5-dense-6", "k5-dense-6-constant-lr", "k5-vae8-6-constant-lr"))
+    assert cosine.provenance["lr_schedule"] == "cosine" and constant.provenance["lr_schedule"] == "constant"
+    assert narrow.config.architecture == "dwp-vae8-5x5" and narrow.provenance["lr_schedule"] == "constant"
+    a, b = cosine.state_dict(), constant.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed, steps and batches: only the rates differ
+    assert sum(t.numel() for t in narrow.parameters()) < sum(t.numel() for t in cosine.parameters())
+
+
 def test_dense_vae_shell_fit_puts_every_decoder_mean_at_the_training_kernels_median_norm(tmp_path):
     g = torch.Generator().manual_seed(0)
     shapes = lambda n: torch.nn.functional.normalize(torch.randn(n, 25, generator=g), dim=1).view(n, 5, 5)  # noqa: E731

@@ -52,6 +52,12 @@ away from the zero kernel; neither keeps a DWP posterior's 5x5 layer both alive 
 (suffix ``-sn<R>``): the shapes smoothed, the norms kept. The authors' 5x5 gain lies in its kernels'
 shapes, and their samples carry as much decoder noise as mean; this gives our own kernels that kind of spread. Neither
 it nor ``d4-sign`` gains in Fig. 2.
+
+``--lr-schedule constant`` keeps Adam's rate fixed (suffix ``-constant-lr``), as the original implementation's fits
+did (their decay step is never reached); with ``--batch 128`` and ``--steps`` for 300 epochs it is the authors'
+setting. ``--architectures vae8,vae16`` fit the paper's 5x5 VAE at 1/8 and 1/4 of its width
+(``training/research_architectures.py``). Which of these carry the authors' Fig. 2 result:
+``training/results/notmnist-cause/``.
 """
 
 from __future__ import annotations
@@ -111,8 +117,10 @@ def perturb(w: torch.Tensor, noise: float, shape_noise: float) -> torch.Tensor:
 
 def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, seed: int,
         kl_weight: float = 1.0, free_bits: float = 0.0, noise: float = 0.0,
-        shape_noise: float = 0.0) -> float:
-    """Adam on `objective` (the negative ELBO, eq. 4, by default) with a cosine learning-rate decay over `steps`;
+        shape_noise: float = 0.0, lr_schedule: str = "cosine") -> float:
+    """Adam on `objective` (the negative ELBO, eq. 4, by default) with a cosine learning-rate decay over `steps`
+    (`lr_schedule` "cosine") or at a constant rate ("constant": the original implementation's, whose decay step is
+    never reached);
     with `noise` > 0 each batch gets fresh Gaussian noise of that std a weight, so the VAE fits the kernels' density
     smoothed by it; with `shape_noise` > 0, noise of norm about that fraction of each kernel's own norm, which
     smooths the kernels' shapes and keeps their norms. Returns seconds."""
@@ -120,7 +128,8 @@ def fit(prior: DWPrior, train: torch.Tensor, steps: int, batch: int, lr: float, 
         raise ValueError(f"{len(train)} training kernels are fewer than one batch of {batch}: give a smaller --batch")
     torch.manual_seed(seed)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_schedule == "cosine"
+             else torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0))
     order = torch.Generator().manual_seed(seed)
     prior.train()
     t0, step = time.monotonic(), 0
@@ -211,7 +220,7 @@ def kernel_set_pairs(ctx: click.Context, param: click.Parameter, values: tuple[s
               help="Domain of the priors fitted to --kernel-set files.")
 @list_option("--architectures", default=("vae", "dense"),
              help="Which to fit (comma-separated, repeatable): vae (the paper's), dense, dense32 (width 32) and "
-                  "the research shell.")
+                  "the research ones (shell, vae8, vae16).")
 @click.option("--steps", type=int, default=40_000, show_default=True)
 @click.option("--batch", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -252,6 +261,8 @@ def kernel_set_pairs(ctx: click.Context, param: click.Parameter, values: tuple[s
               help="Fit to the kernels plus fresh Gaussian noise whose norm is about this fraction of each kernel's "
                    "norm, each batch, scaled back to the kernel's norm: the shapes smoothed, the norms kept "
                    "(suffix -sn<r>).")
+@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+              help="Cosine decay to 0 over --steps, or a constant rate (suffix -constant-lr).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.pass_context
@@ -259,7 +270,7 @@ def main(ctx: click.Context, out: Path, priors: tuple[str, ...], kernel_sets: tu
          domain: str, architectures: tuple[str, ...], steps: int, batch: int, lr: float, iwae_samples: int,
          score_train: int, score_heldout: int, given_priors: tuple[str, ...], kernel_scale: float, augment: str, z_dim: int | None, source_records: tuple[Path, ...],
          kl_weight: float, free_bits: float, min_norm: float, equal_norms: bool, noise: float, shape_noise: float,
-         seed: int, threads: int) -> None:
+         lr_schedule: str, seed: int, threads: int) -> None:
     """Fit the paper's convolutional kernel VAE and dense ones to the same kernels; score each on held-out kernels.
 
     The kernels are those of each bundled prior in --priors and of each --kernel-set; every fit is saved as a prior
@@ -293,6 +304,7 @@ def main(ctx: click.Context, out: Path, priors: tuple[str, ...], kernel_sets: tu
     tags += ["eq"] if equal_norms else []
     tags += [f"n{noise:g}"] if noise else []
     tags += [f"sn{shape_noise:g}"] if shape_noise else []
+    tags += ["constant-lr"] if lr_schedule == "constant" else []
     suffix = "".join(f"-{t}" for t in tags) + (f"-z{z_dim}" if z_dim else "")
     given = [(spec, DWPrior.from_pretrained(spec)) for spec in given_priors]
     for name, train, held, fit_domain, own_z_dim, bundled, record in fits:
@@ -316,7 +328,7 @@ def main(ctx: click.Context, out: Path, priors: tuple[str, ...], kernel_sets: tu
                 prior.decoder.radius.fill_(plain.flatten(1).norm(dim=1).median())
             candidates.append((arch, prior, arch))
         for label, prior, arch in candidates:
-            seconds = (fit(prior, train, steps, batch, lr, seed, kl_weight, free_bits, noise, shape_noise)
+            seconds = (fit(prior, train, steps, batch, lr, seed, kl_weight, free_bits, noise, shape_noise, lr_schedule)
                        if arch else float("nan"))
             row = dict(prior=" ".join([name, *tags]), architecture=label,
                        z_dim=prior.config.z_dim, parameters=sum(t.numel() for t in prior.parameters()),
@@ -333,7 +345,7 @@ def main(ctx: click.Context, out: Path, priors: tuple[str, ...], kernel_sets: tu
                 writer.writerow(row)
             if arch:
                 prior.provenance = {"fitted_by": "training/experiments/dense_vae.py", **fitted_by, "kernels_of": name,
-                                    "steps": steps, "batch": batch, "lr": lr, "seed": seed,
+                                    "steps": steps, "batch": batch, "lr": lr, "lr_schedule": lr_schedule, "seed": seed,
                                     "kernel_scale": kernel_scale, "augment": augment,
                                     "min_norm": min_norm, "equal_norms": equal_norms, "noise": noise,
                                     "shape_noise": shape_noise,
