@@ -116,24 +116,26 @@ def _decoder_7x7(z_dim: int) -> KernelDecoder:
     return KernelDecoder(features, 32)
 
 
-def _encoder_5x5(z_dim: int) -> KernelEncoder:
+def _encoder_5x5(z_dim: int, w: int = 64) -> KernelEncoder:
+    """Appendix H.1's 5x5 encoder at its width `w` = 64 (the training tree registers narrower ones)."""
     features = nn.Sequential(
-        nn.Conv2d(1, 64, 3, padding=1), ELU(),  # 5 -> 5
-        nn.Conv2d(64, 64, 3, padding=1), ELU(),  # 5 -> 5
-        nn.Conv2d(64, 128, 3), ELU(),  # 5 -> 3
-        nn.Conv2d(128, 128, 3), ELU(),  # 3 -> 1
+        nn.Conv2d(1, w, 3, padding=1), ELU(),  # 5 -> 5
+        nn.Conv2d(w, w, 3, padding=1), ELU(),  # 5 -> 5
+        nn.Conv2d(w, 2 * w, 3), ELU(),  # 5 -> 3
+        nn.Conv2d(2 * w, 2 * w, 3), ELU(),  # 3 -> 1
     )
-    return KernelEncoder(features, 128, z_dim)
+    return KernelEncoder(features, 2 * w, z_dim)
 
 
-def _decoder_5x5(z_dim: int) -> KernelDecoder:
+def _decoder_5x5(z_dim: int, w: int = 64) -> KernelDecoder:
+    """Appendix H.1's 5x5 decoder at its width `w` = 64."""
     features = nn.Sequential(
-        nn.Conv2d(z_dim, 128, 1), ELU(),  # 1 -> 1
-        nn.ConvTranspose2d(128, 128, 3), ELU(),  # 1 -> 3
-        nn.ConvTranspose2d(128, 128, 3), ELU(),  # 3 -> 5
-        nn.Conv2d(128, 64, 1), ELU(),  # 5 -> 5
+        nn.Conv2d(z_dim, 2 * w, 1), ELU(),  # 1 -> 1
+        nn.ConvTranspose2d(2 * w, 2 * w, 3), ELU(),  # 1 -> 3
+        nn.ConvTranspose2d(2 * w, 2 * w, 3), ELU(),  # 3 -> 5
+        nn.Conv2d(2 * w, w, 1), ELU(),  # 5 -> 5
     )
-    return KernelDecoder(features, 64)
+    return KernelDecoder(features, w)
 
 
 def _encoder_3x3(z_dim: int) -> KernelEncoder:

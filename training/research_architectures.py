@@ -13,11 +13,9 @@ the benchmarks) imports this module first, which adds them to the registry:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from dwp_hub.architectures import (Architecture, DenseDecoder, DenseEncoder, KernelDecoder, KernelEncoder,
+from dwp_hub.architectures import (Architecture, DenseDecoder, DenseEncoder, _decoder_5x5, _encoder_5x5,
                                    register_architecture)
-from dwp_hub.elu import ELU
 
 # (kernel size, default latent size), as for the runtime's families
 KERNEL_SIZES = ((7, 2), (5, 4), (3, 2))
@@ -55,20 +53,9 @@ RESEARCH_ARCHITECTURES: tuple[Architecture, ...] = tuple(
 
 
 def _narrow_conv_5x5(w: int) -> Architecture:
-    """``dwp-vae-5x5`` (appendix H.1: convs 64-64(padded)-128-128 / 1x1 128, transposed 128-128, 1x1 64) with every
-    width scaled by `w`/64."""
-
-    def encoder(z_dim: int) -> KernelEncoder:
-        return KernelEncoder(nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), ELU(), nn.Conv2d(w, w, 3, padding=1), ELU(),
-            nn.Conv2d(w, 2 * w, 3), ELU(), nn.Conv2d(2 * w, 2 * w, 3), ELU()), 2 * w, z_dim)
-
-    def decoder(z_dim: int) -> KernelDecoder:
-        return KernelDecoder(nn.Sequential(
-            nn.Conv2d(z_dim, 2 * w, 1), ELU(), nn.ConvTranspose2d(2 * w, 2 * w, 3), ELU(),
-            nn.ConvTranspose2d(2 * w, 2 * w, 3), ELU(), nn.Conv2d(2 * w, w, 1), ELU()), w)
-
-    return Architecture(f"dwp-vae{w}-5x5", 5, 4, encoder, decoder, f"Research, 5x5: dwp-vae-5x5 at width {w}/64.")
+    """``dwp-vae-5x5`` (appendix H.1) with its width 64 scaled to `w`."""
+    return Architecture(f"dwp-vae{w}-5x5", 5, 4, lambda z_dim: _encoder_5x5(z_dim, w),
+                        lambda z_dim: _decoder_5x5(z_dim, w), f"Research, 5x5: dwp-vae-5x5 at width {w}/64.")
 
 
 NARROW_CONV_ARCHITECTURES: tuple[Architecture, ...] = tuple(register_architecture(_narrow_conv_5x5(w)) for w in (8, 16))
