@@ -118,7 +118,7 @@ def test_the_rebuild_script_fits_each_shipped_prior_to_its_own_kernels_with_its_
         assert not missing, f"{name}: the rebuild script names missing files {missing}"
         assert [p.name for p in paths] == [Path(f).name for f in provenance["kernel_set"].split("+")]
         shipped = shlex.split(provenance["fit_command"])
-        for option in ("--steps", "--batch", "--augment", "--z-dim", "--architectures", "--seed"):
+        for option in ("--steps", "--batch", "--augment", "--z-dim", "--architectures", "--lr-schedule", "--seed"):
             if option in shipped:
                 assert options.get(option) == [shipped[shipped.index(option) + 1]], (name, option)
             else:

@@ -45,7 +45,7 @@ from dwp_hub.prior_folder import CONFIG_NAME, MAX_KERNEL_SAMPLES, PRIOR_FILES, e
 
 from . import loops
 from .baselines import full_gaussian_loglik, isotropic_gaussian_loglik
-from .bound_cost import BENCH_KERNELS, BOUND_COST_BUDGET, measure_bound_cost
+from .bound_cost import BENCH_KERNELS, measure_bound_cost
 from .training_state import load_tensors, read_meta, save_tensors
 from .datasets import load_image_data
 from .source_checkpoints import conv_kernels, resolve_checkpoint
@@ -516,11 +516,13 @@ class Build:
             "tiny": self.tiny,
         }
 
-    def bound_cost(self, name: str, prior: DWPrior, budget: float = BOUND_COST_BUDGET, kernels: int = BENCH_KERNELS,
+    def bound_cost(self, name: str, prior: DWPrior, budget: float | None = None, kernels: int = BENCH_KERNELS,
                    rounds: int = 5) -> dict[str, Any]:
         """The exact bound's cost per kernel against the N(0,1) KL's (training/bound_cost.py; a short run), as
-        provenance records it; a warning when it is over `budget`. --tiny builds skip it."""
+        provenance records it; a warning when it is over `budget` (default: the prior's kernel size's). --tiny
+        builds skip it."""
         cost = measure_bound_cost(prior, kernels=kernels, rounds=rounds, warmup=1)
+        budget = cost.budget if budget is None else budget
         self.say(f"{name}: the exact bound costs {cost.ratio:.1f}x the N(0,1) KL per kernel (budget {budget:g}x)")
         if cost.over_budget(budget):
             self.say(f"WARNING: {name} is over the bound-cost budget: the exact bound (bayesianize's default) costs "

@@ -127,8 +127,8 @@ def _bound_cost(provenance: dict[str, Any]) -> str:
     verdict = "within" if cost["ratio_to_normal_kl"] <= cost["budget"] else "**over**"
     return (f"The exact bound (eq. 7, `bayesianize`'s default) costs {cost['ratio_to_normal_kl']:g}× the N(0,1) KL's "
             f"forward and backward per kernel (measured by the build on a layer of {cost['kernels']:,} kernels, "
-            f"{cost['threads']} threads), {verdict} the budget of {cost['budget']:g}× that every shipped prior is "
-            "held to.")
+            f"{cost['threads']} threads), {verdict} the budget of {cost['budget']:g}× that shipped priors of this "
+            "kernel size are held to.")
 
 
 def _hub_datasets(config: PriorConfig, provenance: dict[str, Any]) -> list[str]:
