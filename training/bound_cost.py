@@ -48,6 +48,7 @@ def budget_for(kernel_size: int) -> float:
     """The bound-cost budget of a prior of `kernel_size`×`kernel_size` kernels (the 3x3 one for other sizes)."""
     return BOUND_COST_BUDGETS.get(kernel_size, BOUND_COST_BUDGETS[3])
 
+
 BENCH_KERNELS = 4096  # a layer of the paper's MNIST net's size (its 5x5 layer has 4,096 kernels)
 BENCH_THREADS = 2
 MIN_BLOCK_SECONDS = 0.02  # each timed block repeats the call until it lasts about this long (timer resolution)
